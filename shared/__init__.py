@@ -1,0 +1,1 @@
+"""MongoDB change streams to Azure Data Lake Storage Gen2, exactly once."""
