@@ -1,0 +1,65 @@
+# mongo-adls-bronze: development tasks. `make help` lists them.
+#
+# Everything runs from a fresh clone: the Python environment (.venv/) and Azurite (node_modules/)
+# are installed on first use and reinstalled when their pins change.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+STACK_DIR ?= .local
+PYTEST_ARGS ?=
+
+.PHONY: help venv node_modules services services-down services-status test test-fast demo bench clean distclean
+
+help: ## Show this help
+	@echo "Usage: make <target>   (ports: STACK_MONGO_PORT, STACK_BLOB_PORT, STACK_QUEUE_PORT, STACK_TABLE_PORT, STACK_ADLS_PORT)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "python3.11 (or python3) not found" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create .venv/ and install requirements-dev.txt (automatic for other targets)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node_modules: $(NODE_STAMP) ## Install Azurite from package-lock.json (npm ci)
+
+services: $(VENV_STAMP) $(NODE_STAMP) ## Start SecantusDB, Azurite and the ADLS emulator; write .local/stack.env
+	$(PY) -m devtools.stack up --dir $(STACK_DIR)
+
+services-down: | $(VENV_STAMP) ## Stop the processes `make services` started
+	$(PY) -m devtools.stack down --dir $(STACK_DIR)
+
+services-status: | $(VENV_STAMP) ## Show which services run, their PIDs and ports
+	@$(PY) -m devtools.stack status --dir $(STACK_DIR)
+
+test: $(VENV_STAMP) $(NODE_STAMP) ## Run all tests (they start their own private stack)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV_STAMP) $(NODE_STAMP) ## Run the tests not marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: services ## Start the stack, write changes, drain them, show the files
+	$(PY) -m devtools.demo
+
+bench: services ## Run the benchmarks against the local stack
+	$(PY) -m bench
+
+clean: ## Stop the services and delete .local/ (their data, logs and stack.env)
+	@if [ -x $(PY) ]; then $(PY) -m devtools.stack down --dir $(STACK_DIR); fi
+	rm -rf $(STACK_DIR)
+
+distclean: clean ## Also delete .venv/ and node_modules/
+	rm -rf $(VENV) node_modules
