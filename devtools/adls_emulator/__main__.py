@@ -1,0 +1,48 @@
+"""CLI: ``python -m devtools.adls_emulator --host 127.0.0.1 --port 10100 [--data-dir DIR]``.
+
+Serves until SIGTERM or SIGINT, then closes the socket (and the data directory) cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .auth import DEV_ACCOUNT
+from .server import Emulator, EmulatorServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.adls_emulator",
+                                     description="Local ADLS Gen2 (dfs + blob) emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=10100)
+    parser.add_argument("--data-dir", default=None, help="persist state in this folder (default: in memory)")
+    parser.add_argument("--account", default=DEV_ACCOUNT)
+    args = parser.parse_args(argv)
+
+    server = EmulatorServer(args.host, args.port, Emulator(account=args.account, data_dir=args.data_dir))
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=server.serve_forever, name="adls-emulator", daemon=True)
+    thread.start()
+    print(f"ADLS Gen2 emulator listening on {server.account_url} "
+          f"(data: {args.data_dir or 'in memory'})", flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    server.emulator.close()
+    thread.join(timeout=5)
+    print("ADLS Gen2 emulator stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

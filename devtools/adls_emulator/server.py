@@ -1,0 +1,713 @@
+"""HTTP front end of the emulator: request routing, headers, error bodies, control API.
+
+One port serves the account under ``/{account}/...`` (both the dfs requests and the Blob-API
+requests the DataLake SDK sends to an IP-style URL) and the control API under ``/_emulator/``.
+See the package docstring for the operation names.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
+from xml.sax.saxutils import escape
+
+from . import store as st
+from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, parse_query
+from .errors import StorageError, error
+from .faults import FaultRegistry, FaultRule, Stats
+from .persistence import SqlitePersistence
+
+DEFAULT_VERSION = "2026-06-06"
+CONTROL_PREFIX = "/_emulator"
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str  # still percent-encoded, as signed
+    query: str  # raw query string
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)  # lower-case names, decoded values
+    filesystem: str | None = None
+    path: str = ""
+    op: str = "unknown"
+    flavor: str = "dfs"  # "dfs" -> JSON errors, "blob" -> XML errors
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def flag(self, name: str) -> bool:
+        return self.params.get(name.lower(), "").lower() == "true"
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError) as exc:
+        raise error(400, "InvalidHeaderValue", f"Bad date {value!r}.") from exc
+
+
+def _int(value: str | None, name: str, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise error(400, "InvalidQueryParameterValue", f"{name} must be an integer.") from exc
+
+
+def _octal_to_symbolic(perm: str | None) -> str | None:
+    if not perm:
+        return None
+    digits = perm[-3:]
+    if not (len(digits) == 3 and all(c in "01234567" for c in digits)):
+        return perm
+    out = ""
+    for d in digits:
+        v = int(d)
+        out += ("r" if v & 4 else "-") + ("w" if v & 2 else "-") + ("x" if v & 1 else "-")
+    return out
+
+
+# ---------------------------------------------------------------------------- classification
+def classify(req: Request) -> None:
+    """Fill ``op``, ``flavor``, ``filesystem`` and ``path`` from method, path, query and headers."""
+    m, p, h = req.method, req.params, req.headers
+    restype, comp, resource, action = p.get("restype"), p.get("comp"), p.get("resource"), p.get("action")
+    if req.filesystem is None:
+        if comp == "list" or resource == "account":
+            req.op, req.flavor = "list_filesystems", ("blob" if comp == "list" else "dfs")
+        else:
+            req.op, req.flavor = "unknown", "blob"
+        return
+    if not req.path:
+        if restype == "container" or (resource != "filesystem" and comp):
+            req.flavor = "blob"
+            if comp == "metadata" and m == "PUT":
+                req.op = "set_filesystem_metadata"
+            elif comp == "lease":
+                req.op = "filesystem_lease"
+            elif comp == "list":
+                req.op = "unknown"
+            elif m == "PUT":
+                req.op = "create_filesystem"
+            elif m in ("GET", "HEAD"):
+                req.op = "get_filesystem_properties"
+            elif m == "DELETE":
+                req.op = "delete_filesystem"
+            return
+        req.flavor = "dfs"
+        req.op = {"PUT": "create_filesystem", "GET": "list_paths", "HEAD": "get_filesystem_properties",
+                  "PATCH": "set_filesystem_metadata", "DELETE": "delete_filesystem"}.get(m, "unknown")
+        if m == "GET" and resource != "filesystem":
+            req.op = "unknown"
+        return
+    # A path inside a file system.
+    if comp:
+        req.flavor = "blob"
+        req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties"}.get(comp, "unknown")
+        if m != "PUT" and req.op != "unknown":
+            req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
+        return
+    if m == "PUT":
+        req.flavor = "dfs"
+        if "x-ms-rename-source" in h:
+            req.op = "rename"
+        elif resource == "file":
+            req.op = "create_file"
+        elif resource == "directory":
+            req.op = "create_directory"
+        else:
+            req.op, req.flavor = "unknown", "blob"
+    elif m == "PATCH":
+        req.flavor = "dfs"
+        req.op = {"append": "append", "flush": "flush", "setaccesscontrol": "set_access_control",
+                  "setproperties": "set_metadata"}.get((action or "").lower(), "unknown")
+    elif m == "POST":
+        req.flavor = "dfs"
+        req.op = "lease" if "x-ms-lease-action" in h else "unknown"
+    elif m == "HEAD":
+        req.flavor = "dfs" if action else "blob"
+        req.op = "get_properties"
+    elif m == "GET":
+        req.flavor = "blob"
+        req.op = "read"
+    elif m == "DELETE":
+        req.flavor = "dfs"
+        req.op = "delete"
+
+
+# ---------------------------------------------------------------------------- the account
+class AccountHandlers:
+    """One method per operation name; each takes a classified Request and returns a Response."""
+
+    def __init__(self, store: st.Store, account: str):
+        self.store = store
+        self.account = account
+        self.public_url = ""  # set by the server once the port is known
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def conditions(req: Request, prefix: str = "") -> st.Conditions:
+        def get(name: str) -> str | None:
+            return req.header(prefix + name) if prefix else req.header(name)
+
+        return st.Conditions(
+            if_match=get("if-match"), if_none_match=get("if-none-match"),
+            if_modified_since=parse_http_date(get("if-modified-since")),
+            if_unmodified_since=parse_http_date(get("if-unmodified-since")))
+
+    @staticmethod
+    def http_headers_from(req: Request, prefix: str) -> dict[str, str]:
+        """Content settings from ``x-ms-content-*`` (dfs) or ``x-ms-blob-content-*`` (blob) headers."""
+        names = {"content_type": "content-type", "content_encoding": "content-encoding",
+                 "content_language": "content-language", "content_disposition": "content-disposition",
+                 "cache_control": "cache-control", "content_md5": "content-md5"}
+        out = {}
+        for key, name in names.items():
+            value = req.header(prefix + name)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @staticmethod
+    def metadata_from(req: Request) -> dict[str, str]:
+        return {k[len("x-ms-meta-"):]: v for k, v in req.headers.items() if k.startswith("x-ms-meta-")}
+
+    @staticmethod
+    def lease_duration(req: Request) -> int | None:
+        return _int(req.header("x-ms-lease-duration"), "x-ms-lease-duration")
+
+    def path_headers(self, info: st.PathInfo, req: Request) -> dict[str, str]:
+        hh = info.http_headers
+        out = {
+            "ETag": info.etag, "Last-Modified": http_date(info.last_modified),
+            "Content-Type": hh.get("content_type") or "application/octet-stream",
+            "Accept-Ranges": "bytes", "x-ms-resource-type": info.kind,
+            "x-ms-creation-time": http_date(info.created), "x-ms-blob-type": "BlockBlob",
+            "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true",
+            "x-ms-owner": "$superuser", "x-ms-group": "$superuser", "x-ms-permissions": info.permissions,
+        }
+        for key, name in (("content_encoding", "Content-Encoding"), ("content_language", "Content-Language"),
+                          ("content_disposition", "Content-Disposition"), ("cache_control", "Cache-Control"),
+                          ("content_md5", "Content-MD5")):
+            if hh.get(key):
+                out[name] = hh[key]
+        out.update(info.lease_headers)
+        metadata = dict(info.metadata)
+        if info.is_dir:
+            metadata.setdefault("hdi_isfolder", "true")
+        for k, v in metadata.items():
+            out[f"x-ms-meta-{k}"] = v
+        if req.flavor == "dfs":
+            out["x-ms-properties"] = st.encode_properties(info.metadata)
+        return out
+
+    @staticmethod
+    def write_headers(etag: str, last_modified: float) -> dict[str, str]:
+        return {"ETag": etag, "Last-Modified": http_date(last_modified)}
+
+    # -- file systems -----------------------------------------------------------------------
+    def create_filesystem(self, req: Request) -> Response:
+        metadata = self.metadata_from(req) if req.flavor == "blob" else st.parse_properties(
+            req.header("x-ms-properties"))
+        fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor)
+        headers = self.write_headers(fs.etag, fs.last_modified)
+        if req.flavor == "dfs":
+            headers["x-ms-namespace-enabled"] = "true"
+        return Response(201, headers)
+
+    def get_filesystem_properties(self, req: Request) -> Response:
+        info = self.store.filesystem_info(req.filesystem, req.flavor, req.header("x-ms-lease-id"))
+        headers = self.write_headers(info["etag"], info["last_modified"])
+        headers.update(info["lease"])
+        if req.flavor == "blob":
+            headers.update({"x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false",
+                            "x-ms-default-encryption-scope": "$account-encryption-key",
+                            "x-ms-deny-encryption-scope-override": "false"})
+            for k, v in info["metadata"].items():
+                headers[f"x-ms-meta-{k}"] = v
+        else:
+            headers["x-ms-properties"] = st.encode_properties(info["metadata"])
+            headers["x-ms-namespace-enabled"] = "true"
+        return Response(200, headers)
+
+    def set_filesystem_metadata(self, req: Request) -> Response:
+        metadata = self.metadata_from(req) if req.flavor == "blob" else st.parse_properties(
+            req.header("x-ms-properties"))
+        cond = st.Conditions(if_modified_since=parse_http_date(req.header("if-modified-since")))
+        fs = self.store.set_filesystem_metadata(req.filesystem, metadata, req.header("x-ms-lease-id"), cond,
+                                                req.flavor)
+        return Response(200, self.write_headers(fs.etag, fs.last_modified))
+
+    def delete_filesystem(self, req: Request) -> Response:
+        cond = st.Conditions(if_modified_since=parse_http_date(req.header("if-modified-since")),
+                             if_unmodified_since=parse_http_date(req.header("if-unmodified-since")))
+        self.store.delete_filesystem(req.filesystem, cond, req.header("x-ms-lease-id"), req.flavor)
+        return Response(202)
+
+    def filesystem_lease(self, req: Request) -> Response:
+        action = (req.header("x-ms-lease-action") or "").lower()
+        out = self.store.filesystem_lease(
+            req.filesystem, action, req.header("x-ms-lease-id"), req.header("x-ms-proposed-lease-id"),
+            self.lease_duration(req) or -1, _int(req.header("x-ms-lease-break-period"), "break period"))
+        info = self.store.filesystem_info(req.filesystem)
+        headers = self.write_headers(info["etag"], info["last_modified"])
+        headers.update({k: v for k, v in out.items() if k.startswith("x-ms-")})
+        return Response(_LEASE_STATUS.get(action, 200), headers)
+
+    def list_filesystems(self, req: Request) -> Response:
+        prefix = req.params.get("prefix", "")
+        items = self.store.list_filesystems(prefix)
+        marker = req.params.get("marker") or req.params.get("continuation")
+        if marker:
+            items = [i for i in items if i["name"] >= marker]
+        limit = _int(req.params.get("maxresults"), "maxresults", 5000) or 5000
+        next_marker = items[limit]["name"] if len(items) > limit else ""
+        items = items[:limit]
+        if req.flavor == "dfs":
+            body = {"filesystems": [{"name": i["name"], "etag": i["etag"],
+                                     "lastModified": http_date(i["last_modified"])} for i in items]}
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            if next_marker:
+                headers["x-ms-continuation"] = next_marker
+            return Response(200, headers, json.dumps(body).encode())
+        include_meta = "metadata" in req.params.get("include", "")
+        parts = [f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
+                 f'ServiceEndpoint="{escape(self.public_url)}/">']
+        if prefix:
+            parts.append(f"<Prefix>{escape(prefix)}</Prefix>")
+        if marker:
+            parts.append(f"<Marker>{escape(marker)}</Marker>")
+        if req.params.get("maxresults"):
+            parts.append(f"<MaxResults>{limit}</MaxResults>")
+        parts.append("<Containers>")
+        for i in items:
+            lease = i["lease"]
+            parts.append(
+                f"<Container><Name>{escape(i['name'])}</Name><Properties>"
+                f"<Last-Modified>{http_date(i['last_modified'])}</Last-Modified><Etag>{escape(i['etag'])}</Etag>"
+                f"<LeaseStatus>{lease['x-ms-lease-status']}</LeaseStatus>"
+                f"<LeaseState>{lease['x-ms-lease-state']}</LeaseState>"
+                + (f"<LeaseDuration>{lease['x-ms-lease-duration']}</LeaseDuration>"
+                   if "x-ms-lease-duration" in lease else "")
+                + "<DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope>"
+                "<DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride>"
+                "<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
+                "</Properties>")
+            if include_meta:
+                parts.append("<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in i["metadata"].items())
+                             + "</Metadata>")
+            parts.append("</Container>")
+        parts.append("</Containers>")
+        parts.append(f"<NextMarker>{escape(next_marker)}</NextMarker>" if next_marker else "<NextMarker />")
+        parts.append("</EnumerationResults>")
+        return Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
+
+    # -- paths ------------------------------------------------------------------------------
+    def _create(self, req: Request, kind: str) -> Response:
+        info = self.store.create_path(
+            req.filesystem, req.path, kind, conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
+            metadata=st.parse_properties(req.header("x-ms-properties")),
+            http_headers=self.http_headers_from(req, "x-ms-"),
+            proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
+            permissions=_octal_to_symbolic(req.header("x-ms-permissions")))
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        return Response(201, headers)
+
+    def create_file(self, req: Request) -> Response:
+        return self._create(req, "file")
+
+    def create_directory(self, req: Request) -> Response:
+        return self._create(req, "directory")
+
+    def get_properties(self, req: Request) -> Response:
+        info = self.store.get_path(req.filesystem, req.path, self.conditions(req), req.flavor,
+                                   req.header("x-ms-lease-id"))
+        headers = self.path_headers(info, req)
+        headers["Content-Length"] = str(info.length)
+        if (req.params.get("action") or "").lower() == "getaccesscontrol":
+            headers["x-ms-acl"] = _acl(info.permissions)
+        return Response(200, headers)
+
+    def read(self, req: Request) -> Response:
+        rng = req.header("x-ms-range") or req.header("range")
+        start = end = None
+        if rng:
+            start, end = _parse_range(rng)
+        info, data, first, last = self.store.read(req.filesystem, req.path, start, end, self.conditions(req),
+                                                  req.header("x-ms-lease-id"))
+        headers = self.path_headers(info, req)
+        if rng:
+            headers["Content-Range"] = f"bytes {first}-{last}/{info.length}"
+            return Response(206, headers, data)
+        return Response(200, headers, data)
+
+    def append(self, req: Request) -> Response:
+        position = _int(req.params.get("position"), "position")
+        if position is None:
+            raise error(400, "InvalidQueryParameterValue", "position is required.")
+        flush = req.flag("flush")
+        info, extra = self.store.append(
+            req.filesystem, req.path, position, req.body, lease_id=req.header("x-ms-lease-id"),
+            lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
+            lease_duration=self.lease_duration(req), flush=flush, close=req.flag("close"),
+            http_headers=self.http_headers_from(req, "x-ms-") if flush else None)
+        headers = {"x-ms-request-server-encrypted": "true"}
+        if flush:
+            headers.update(self.write_headers(info.etag, info.last_modified))
+        headers.update(extra)
+        return Response(202, headers)
+
+    def flush(self, req: Request) -> Response:
+        position = _int(req.params.get("position"), "position")
+        if position is None:
+            raise error(400, "InvalidQueryParameterValue", "position is required.")
+        if req.body:
+            raise error(400, "InvalidRequestBody", "A flush request must not have a body.")
+        info, extra = self.store.flush(
+            req.filesystem, req.path, position, retain=req.flag("retainUncommittedData"), close=req.flag("close"),
+            conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
+            lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
+            lease_duration=self.lease_duration(req), http_headers=self.http_headers_from(req, "x-ms-"))
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(extra)
+        return Response(200, headers)
+
+    def delete(self, req: Request) -> Response:
+        self.store.delete_path(req.filesystem, req.path, recursive=req.flag("recursive"),
+                               conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        return Response(200, {"x-ms-delete-type-permanent": "true"})
+
+    def rename(self, req: Request) -> Response:
+        source = req.header("x-ms-rename-source") or ""
+        source_path = urlsplit(source).path if "://" in source else source.split("?", 1)[0]
+        parts = source_path.lstrip("/").split("/", 1)
+        if len(parts) != 2 or not parts[1]:
+            raise error(400, "InvalidSourceUri", "x-ms-rename-source must be /{filesystem}/{path}.")
+        src_fs, src_path = unquote(parts[0]), unquote(parts[1])
+        info = self.store.rename(
+            src_fs, src_path, req.filesystem, req.path, conditions=self.conditions(req),
+            source_conditions=self.conditions(req, "x-ms-source-"), lease_id=req.header("x-ms-lease-id"),
+            source_lease_id=req.header("x-ms-source-lease-id"))
+        return Response(201, self.write_headers(info.etag, info.last_modified))
+
+    def list_paths(self, req: Request) -> Response:
+        infos, token = self.store.list_paths(
+            req.filesystem, directory=req.params.get("directory", ""), recursive=req.flag("recursive"),
+            max_results=_int(req.params.get("maxresults"), "maxResults"),
+            continuation=req.params.get("continuation") or req.header("x-ms-continuation"))
+        paths = []
+        for info in infos:
+            entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
+                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": "$superuser",
+                     "lastModified": http_date(info.last_modified), "name": info.name, "owner": "$superuser",
+                     "permissions": info.permissions}
+            if info.is_dir:
+                entry["isDirectory"] = "true"
+            paths.append(dict(sorted(entry.items())))
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if token:
+            headers["x-ms-continuation"] = token
+        return Response(200, headers, json.dumps({"paths": paths}).encode())
+
+    def set_metadata(self, req: Request) -> Response:
+        if req.flavor == "dfs":  # PATCH ?action=setProperties
+            metadata = st.parse_properties(req.header("x-ms-properties"))
+        else:
+            metadata = self.metadata_from(req)
+        info = self.store.set_path_metadata(req.filesystem, req.path, metadata, conditions=self.conditions(req),
+                                            lease_id=req.header("x-ms-lease-id"), flavor=req.flavor)
+        return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def set_properties(self, req: Request) -> Response:
+        info = self.store.set_path_http_headers(req.filesystem, req.path, self.http_headers_from(req, "x-ms-blob-"),
+                                                conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def set_access_control(self, req: Request) -> Response:
+        info = self.store.set_permissions(req.filesystem, req.path, _octal_to_symbolic(req.header("x-ms-permissions")),
+                                          conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def lease(self, req: Request) -> Response:
+        action = (req.header("x-ms-lease-action") or "").lower()
+        duration = self.lease_duration(req)
+        info, out = self.store.path_lease(
+            req.filesystem, req.path, action, lease_id=req.header("x-ms-lease-id"),
+            proposed_lease_id=req.header("x-ms-proposed-lease-id"), duration=-1 if duration is None else duration,
+            break_period=_int(req.header("x-ms-lease-break-period"), "x-ms-lease-break-period"),
+            conditions=self.conditions(req), flavor=req.flavor)
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers.update(out)
+        return Response(_LEASE_STATUS.get(action, 200), headers)
+
+    def unknown(self, req: Request) -> Response:
+        raise error(400, "UnsupportedOperation",
+                    f"The emulator does not implement {req.method} {req.raw_path}?{req.query}.")
+
+
+_LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
+
+
+def _acl(permissions: str) -> str:
+    p = permissions.ljust(9, "-")
+    return f"user::{p[0:3]},group::{p[3:6]},other::{p[6:9]}"
+
+
+def _parse_range(value: str) -> tuple[int, int | None]:
+    try:
+        unit, _, spec = value.partition("=")
+        first, _, last = spec.partition("-")
+        if unit.strip() != "bytes" or not first:
+            raise ValueError
+        start = int(first)
+        end = int(last) if last else None
+        if end is not None and end < start:
+            raise ValueError
+        return start, end
+    except ValueError as exc:
+        raise error(400, "InvalidHeaderValue", f"Bad range {value!r}.") from exc
+
+
+# ---------------------------------------------------------------------------- the emulator
+class Emulator:
+    """Ties store, authentication, faults and counters together; independent of the socket layer."""
+
+    def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY):
+        self.account = account
+        self.persistence = SqlitePersistence(data_dir) if data_dir else None
+        self.store = st.Store(self.persistence)
+        self.auth = Authenticator(account, key)
+        self.faults = FaultRegistry()
+        self.stats = Stats()
+        self.handlers = AccountHandlers(self.store, account)
+
+    def parse(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
+        raw_path, _, query = target.partition("?")
+        req = Request(method=method, raw_path=raw_path, query=query, headers=headers, body=body)
+        req.params = {k.lower(): v for k, v in parse_query(query)}
+        segments = raw_path.lstrip("/").split("/", 2)
+        if len(segments) >= 2 and segments[1]:
+            req.filesystem = unquote(segments[1])
+        if len(segments) == 3:
+            req.path = st.normalize_path(unquote(segments[2]))
+        classify(req)
+        return req
+
+    def handle(self, req: Request) -> tuple[Response, FaultRule | None]:
+        """Run an account request. Returns the response and the fault rule that applied, if any."""
+        self.stats.count(req.op)
+        rule = self.faults.take(req.op, req.filesystem, req.path)
+        if rule is not None and rule.action == "delay":
+            time.sleep(rule.delay_seconds)
+        try:
+            if rule is not None and rule.action == "error":
+                raise error(rule.status, rule.code, rule.message)
+            account = unquote(req.raw_path.lstrip("/").split("/", 1)[0])
+            if account != self.account:
+                raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
+            self.auth.check(req.method, req.raw_path, req.query, req.headers)
+            handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
+            resp = handler(req)
+        except StorageError as exc:
+            resp = self.error_response(req, exc)
+        return resp, rule
+
+    def error_response(self, req: Request, exc: StorageError) -> Response:
+        headers = {"x-ms-error-code": exc.code, **exc.headers}
+        if req.method == "HEAD" or exc.status == 304:
+            return Response(exc.status, headers)
+        request_id = req.headers.get("x-emulator-request-id", "")
+        text = f"{exc.message}\nRequestId:{request_id}\nTime:{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}Z"
+        if req.flavor == "blob":
+            body = ('\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>' + escape(exc.code)
+                    + "</Code><Message>" + escape(text) + "</Message></Error>").encode("utf-8")
+            headers["Content-Type"] = "application/xml"
+        else:
+            body = json.dumps({"error": {"code": exc.code, "message": text}}).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        return Response(exc.status, headers, body)
+
+    def control(self, method: str, raw_path: str, body: bytes) -> Response:
+        sub = raw_path[len(CONTROL_PREFIX):].rstrip("/")
+
+        def ok(payload: Any, status: int = 200) -> Response:
+            return Response(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+
+        if sub == "/health" and method in ("GET", "HEAD"):
+            return ok({"status": "ok", "account": self.account, "persistent": self.persistence is not None})
+        if sub == "/faults":
+            if method == "GET":
+                return ok({"faults": self.faults.list()})
+            if method == "DELETE":
+                self.faults.clear()
+                return ok({"faults": []})
+            if method == "POST":
+                try:
+                    data = json.loads(body or b"{}")
+                    rules = data if isinstance(data, list) else [data]
+                    for item in rules:
+                        self.faults.add(FaultRule.from_json(item))
+                except (ValueError, TypeError) as exc:
+                    return ok({"error": str(exc)}, 400)
+                return ok({"faults": self.faults.list()}, 201)
+        if sub == "/stats" and method == "GET":
+            return ok(self.stats.snapshot())
+        if sub == "/stats/reset" and method == "POST":
+            self.stats.reset()
+            return ok(self.stats.snapshot())
+        return ok({"error": f"unknown control endpoint {method} {raw_path}"}, 404)
+
+    def close(self) -> None:
+        if self.persistence is not None:
+            self.persistence.close()
+
+
+# ---------------------------------------------------------------------------- HTTP plumbing
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Windows-Azure-HDFS/1.0 adls-emulator"
+    emulator: Emulator  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if self.path.startswith(CONTROL_PREFIX + "/") or self.path == CONTROL_PREFIX:
+            resp = self.emulator.control(self.command, self.path.split("?", 1)[0], body)
+            self._send(resp, self.headers.get("x-ms-version"))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request_id = str(uuid.uuid4())
+        headers["x-emulator-request-id"] = request_id
+        req = self.emulator.parse(self.command, self.path, headers, body)
+        resp, rule = self.emulator.handle(req)
+        if rule is not None and rule.action == "drop_response":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        resp.headers.setdefault("x-ms-request-id", request_id)
+        if "x-ms-client-request-id" in headers:
+            resp.headers.setdefault("x-ms-client-request-id", headers["x-ms-client-request-id"])
+        self._send(resp, headers.get("x-ms-version"))
+
+    def _send(self, resp: Response, version: str | None) -> None:
+        self.send_response(resp.status)
+        headers = dict(resp.headers)
+        headers.setdefault("x-ms-version", version or DEFAULT_VERSION)
+        is_head = self.command == "HEAD"
+        if "Content-Length" not in headers:
+            headers["Content-Length"] = str(len(resp.body))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if resp.body and not is_head:
+            self.wfile.write(resp.body)
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, emulator: Emulator):
+        handler = type("BoundHandler", (_Handler,), {"emulator": emulator})
+        super().__init__((host, port), handler)
+        self.emulator = emulator
+        self.emulator.handlers.public_url = self.account_url
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.server_address[0]}:{self.port}"
+
+    @property
+    def account_url(self) -> str:
+        return f"{self.base_url}/{self.emulator.account}"
+
+
+class RunningEmulator:
+    """A server running in a background thread (see :func:`start_in_thread`)."""
+
+    def __init__(self, server: EmulatorServer):
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="adls-emulator", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        """The account URL to give the SDK: ``http://HOST:PORT/ACCOUNT``."""
+        return self.server.account_url
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT``, for :class:`~devtools.adls_emulator.control.EmulatorControl`."""
+        return self.server.base_url
+
+    @property
+    def emulator(self) -> Emulator:
+        return self.server.emulator
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+        self.server.emulator.close()
+
+
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
+                    account: str = DEV_ACCOUNT) -> RunningEmulator:
+    """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread."""
+    return RunningEmulator(EmulatorServer(host, port, Emulator(account=account, data_dir=data_dir)))

@@ -1,0 +1,824 @@
+"""In-memory model of an ADLS Gen2 (hierarchical namespace) account: pure logic, no HTTP.
+
+File systems hold a flat ``dict`` of paths (``"a/b/c"``) to :class:`Node` (file or directory).
+Every public method takes the store's lock, so the store is safe to share between request threads.
+Failures raise :class:`~devtools.adls_emulator.errors.StorageError`.
+
+Write rules (see docs/adls-emulator.md):
+
+* ``append(position=P)`` stores the bytes as an uncommitted segment ``(P, data)``; nothing a reader
+  sees changes (no ETag, Last-Modified or length change). Any position is accepted, also one that
+  overlaps committed or uncommitted data (the live service accepts those too).
+* ``flush(position=L)`` builds the new content from the committed bytes overlaid with the
+  uncommitted segments in arrival order (a later append wins where segments overlap). Every byte
+  of ``[committed_length, L)`` must be covered by some segment and ``L`` must not be below the
+  committed length, otherwise 400 ``InvalidFlushPosition``. The parts of segments at or above ``L``
+  are discarded, or kept as uncommitted data when ``retainUncommittedData=true``. A flush always
+  gives a new ETag and Last-Modified, even when no byte changed.
+* Leases follow the Blob service's lease state machine (available, leased, expired, breaking,
+  broken). Writes on a leased path need the matching lease ID.
+
+``flavor`` arguments (``"dfs"`` or ``"blob"``) choose between the two endpoints' error codes for
+the same condition (e.g. ``FilesystemNotFound`` vs ``ContainerNotFound``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .errors import StorageError, error
+
+# Windows FILETIME epoch offset (100 ns ticks between 1601-01-01 and 1970-01-01).
+_FILETIME_EPOCH = 116444736000000000
+
+HTTP_HEADER_FIELDS = (
+    "content_type",
+    "content_encoding",
+    "content_language",
+    "content_disposition",
+    "cache_control",
+    "content_md5",
+)
+
+
+class _Clock:
+    """Hands out strictly increasing ETag values shaped like the service's (``"0x8DE93FE34EFE2CC"``)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def etag(self) -> str:
+        with self._lock:
+            value = max(self._last + 1, _FILETIME_EPOCH + time.time_ns() // 100)
+            self._last = value
+        return f'"0x{value + 0x7000000000000000:015X}"'
+
+
+_CLOCK = _Clock()
+
+
+def new_etag() -> str:
+    return _CLOCK.etag()
+
+
+def filetime(ts: float) -> str:
+    """Seconds since the epoch as the FILETIME decimal string the listing uses for creationTime."""
+    return str(_FILETIME_EPOCH + int(ts * 10_000_000))
+
+
+@dataclass
+class Conditions:
+    """HTTP conditional headers. Dates are POSIX seconds (already parsed)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: float | None = None
+    if_unmodified_since: float | None = None
+
+    def empty(self) -> bool:
+        return not (self.if_match or self.if_none_match or self.if_modified_since is not None
+                    or self.if_unmodified_since is not None)
+
+    def check(self, etag: str | None, last_modified: float | None, *, read: bool = False) -> None:
+        """Raise 412 ConditionNotMet (or 304 for reads' "not modified" cases) when not met.
+
+        ``etag=None`` means the resource does not exist.
+        """
+        exists = etag is not None
+        if self.if_match:
+            if not exists or (self.if_match.strip() != "*" and not _etag_in(etag, self.if_match)):
+                raise error(412, "ConditionNotMet")
+        if self.if_unmodified_since is not None and exists:
+            if int(last_modified) > int(self.if_unmodified_since):
+                raise error(412, "ConditionNotMet")
+        if self.if_none_match:
+            if exists and (self.if_none_match.strip() == "*" or _etag_in(etag, self.if_none_match)):
+                if read:
+                    raise StorageError(304, "ConditionNotMet", "Not Modified")
+                raise error(412, "ConditionNotMet")
+        if self.if_modified_since is not None and exists:
+            if int(last_modified) <= int(self.if_modified_since):
+                if read:
+                    raise StorageError(304, "ConditionNotMet", "Not Modified")
+                raise error(412, "ConditionNotMet")
+
+
+def _etag_in(etag: str, header: str) -> bool:
+    wanted = {part.strip() for part in header.split(",")}
+    bare = etag.strip('"')
+    return etag in wanted or bare in wanted or f'W/{etag}' in wanted
+
+
+@dataclass
+class Lease:
+    """Blob-style lease. ``duration`` is -1 (infinite) or seconds; times are POSIX seconds."""
+
+    state: str = "available"  # available | leased | expired | breaking | broken
+    lease_id: str | None = None
+    duration: int = -1
+    expires_at: float | None = None
+    break_at: float | None = None
+
+    def refresh(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if self.state == "leased" and self.expires_at is not None and now >= self.expires_at:
+            self.state = "expired"
+        if self.state == "breaking" and self.break_at is not None and now >= self.break_at:
+            self.state = "broken"
+
+    @property
+    def locked(self) -> bool:
+        self.refresh()
+        return self.state in ("leased", "breaking")
+
+    def headers(self) -> dict[str, str]:
+        self.refresh()
+        out = {"x-ms-lease-state": self.state, "x-ms-lease-status": "locked" if self.locked else "unlocked"}
+        if self.state == "leased":
+            out["x-ms-lease-duration"] = "infinite" if self.duration == -1 else "fixed"
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Lease":
+        return cls(**data)
+
+    # -- lease operations (Blob service semantics) -------------------------------------------
+    def acquire(self, proposed_id: str | None, duration: int) -> str:
+        _check_duration(duration)
+        self.refresh()
+        if self.state == "breaking":
+            raise error(409, "LeaseIsBreakingAndCannotBeAcquired")
+        if self.state == "leased" and proposed_id != self.lease_id:
+            raise error(409, "LeaseAlreadyPresent")
+        self.state = "leased"
+        self.lease_id = proposed_id or str(uuid.uuid4())
+        self.duration = duration
+        self.expires_at = None if duration == -1 else time.time() + duration
+        self.break_at = None
+        return self.lease_id
+
+    def renew(self, lease_id: str | None) -> str:
+        self.refresh()
+        if self.state == "available" or self.lease_id is None:
+            raise error(409, "LeaseNotPresentWithLeaseOperation")
+        if lease_id != self.lease_id:
+            raise error(409, "LeaseIdMismatchWithLeaseOperation")
+        if self.state in ("breaking", "broken"):
+            raise error(409, "LeaseIsBrokenAndCannotBeRenewed")
+        self.state = "leased"
+        self.expires_at = None if self.duration == -1 else time.time() + self.duration
+        return self.lease_id
+
+    def release(self, lease_id: str | None) -> None:
+        self.refresh()
+        if self.state == "available" or self.lease_id is None:
+            raise error(409, "LeaseNotPresentWithLeaseOperation")
+        if lease_id != self.lease_id:
+            raise error(409, "LeaseIdMismatchWithLeaseOperation")
+        self.state, self.lease_id, self.expires_at, self.break_at = "available", None, None, None
+
+    def change(self, lease_id: str | None, proposed_id: str | None) -> str:
+        self.refresh()
+        if not proposed_id:
+            raise error(400, "InvalidHeaderValue", "x-ms-proposed-lease-id is required.")
+        if self.state not in ("leased", "breaking"):
+            raise error(409, "LeaseNotPresentWithLeaseOperation")
+        if lease_id not in (self.lease_id, proposed_id):
+            raise error(409, "LeaseIdMismatchWithLeaseOperation")
+        if self.state == "breaking":
+            raise error(409, "LeaseIsBreakingAndCannotBeChanged")
+        self.lease_id = proposed_id
+        return proposed_id
+
+    def break_(self, period: int | None) -> int:
+        """Break the lease; returns the seconds until it is broken (``x-ms-lease-time``)."""
+        self.refresh()
+        now = time.time()
+        if self.state == "available":
+            raise error(409, "LeaseNotPresentWithLeaseOperation")
+        if self.state in ("broken", "expired"):
+            self.state = "broken"
+            return 0
+        if self.state == "breaking":
+            return max(0, int(round((self.break_at or now) - now)))
+        remaining = None if self.expires_at is None else max(0.0, self.expires_at - now)
+        if period is None:
+            wait = 0.0 if remaining is None else remaining
+        else:
+            wait = float(period) if remaining is None else min(float(period), remaining)
+        if wait <= 0:
+            self.state, self.break_at = "broken", None
+            return 0
+        self.state, self.break_at = "breaking", now + wait
+        return int(round(wait))
+
+    def check_write(self, lease_id: str | None, flavor: str) -> None:
+        """Raise the service's 412 when a write does not carry the right lease ID."""
+        if self.locked:
+            if not lease_id:
+                raise error(412, "LeaseIdMissing")
+            if lease_id != self.lease_id:
+                raise error(412, "LeaseIdMismatchWithBlobOperation" if flavor == "blob" else "LeaseIdMismatch")
+        elif lease_id:
+            raise error(412, "LeaseNotPresentWithBlobOperation" if flavor == "blob" else "LeaseNotPresent")
+
+
+def _check_duration(duration: int) -> None:
+    if duration != -1 and not 15 <= duration <= 60:
+        raise error(400, "InvalidHeaderValue", "x-ms-lease-duration must be -1 or between 15 and 60.")
+
+
+@dataclass
+class Node:
+    """A file or a directory. ``data`` is the committed content; ``uncommitted`` holds appended
+    but not yet flushed segments ``(position, bytes)`` in arrival order."""
+
+    kind: str  # "file" | "directory"
+    etag: str
+    last_modified: float
+    created: float
+    data: bytearray = field(default_factory=bytearray)
+    uncommitted: list[tuple[int, bytes]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    http_headers: dict[str, str] = field(default_factory=dict)
+    permissions: str = ""
+    lease: Lease = field(default_factory=Lease)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "directory"
+
+    def touch(self) -> None:
+        self.etag = new_etag()
+        self.last_modified = time.time()
+
+    def to_record(self) -> tuple[dict[str, Any], bytes, list[tuple[int, bytes]]]:
+        meta = {
+            "kind": self.kind, "etag": self.etag, "last_modified": self.last_modified,
+            "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
+            "permissions": self.permissions, "lease": self.lease.to_dict(),
+        }
+        return meta, bytes(self.data), list(self.uncommitted)
+
+    @classmethod
+    def from_record(cls, meta: dict[str, Any], data: bytes, uncommitted: list[tuple[int, bytes]]) -> "Node":
+        return cls(
+            kind=meta["kind"], etag=meta["etag"], last_modified=meta["last_modified"],
+            created=meta["created"], data=bytearray(data), uncommitted=[(int(p), bytes(b)) for p, b in uncommitted],
+            metadata=dict(meta["metadata"]), http_headers=dict(meta["http_headers"]),
+            permissions=meta.get("permissions", ""), lease=Lease.from_dict(meta["lease"]),
+        )
+
+
+@dataclass
+class FileSystem:
+    name: str
+    etag: str
+    last_modified: float
+    created: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    lease: Lease = field(default_factory=Lease)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, "last_modified": self.last_modified,
+                "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict()}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "FileSystem":
+        return cls(name=meta["name"], etag=meta["etag"], last_modified=meta["last_modified"],
+                   created=meta["created"], metadata=dict(meta["metadata"]),
+                   lease=Lease.from_dict(meta["lease"]))
+
+
+@dataclass
+class PathInfo:
+    """A consistent snapshot of one path, handed to the HTTP layer."""
+
+    name: str
+    kind: str
+    etag: str
+    last_modified: float
+    created: float
+    length: int
+    metadata: dict[str, str]
+    http_headers: dict[str, str]
+    permissions: str
+    lease_headers: dict[str, str]
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "directory"
+
+
+def normalize_path(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    return "/".join(parts)
+
+
+def _sort_key(path: str) -> tuple[str, ...]:
+    """Listing order: depth-first by path components (``dir1``, ``dir1/x``, ``dir1-a``)."""
+    return tuple(path.split("/"))
+
+
+def parse_properties(header: str | None) -> dict[str, str]:
+    """Decode ``x-ms-properties`` (``k1=base64,k2=base64``) into metadata."""
+    out: dict[str, str] = {}
+    if not header:
+        return out
+    for item in header.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise error(400, "InvalidHeaderValue", "x-ms-properties is malformed.")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = base64.b64decode(value.strip()).decode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - any decoding problem is a client error
+            raise error(400, "InvalidHeaderValue", "x-ms-properties values must be base64.") from exc
+    return out
+
+
+def encode_properties(metadata: dict[str, str]) -> str:
+    return ",".join(f"{k}={base64.b64encode(v.encode()).decode()}" for k, v in metadata.items())
+
+
+class Store:
+    """All file systems of one account. ``persistence`` (optional) receives every change."""
+
+    def __init__(self, persistence: "Any | None" = None) -> None:
+        self._lock = threading.RLock()
+        self._fs: dict[str, FileSystem] = {}
+        self._persistence = persistence
+        if persistence is not None:
+            self._fs = persistence.load()
+
+    # ------------------------------------------------------------------ persistence helpers
+    def _save_fs(self, fs: FileSystem) -> None:
+        if self._persistence is not None:
+            self._persistence.save_filesystem(fs)
+
+    def _save_nodes(self, fs: FileSystem, paths: Iterable[str]) -> None:
+        if self._persistence is None:
+            return
+        for path in paths:
+            node = fs.nodes.get(path)
+            if node is None:
+                self._persistence.delete_node(fs.name, path)
+            else:
+                self._persistence.save_node(fs.name, path, node)
+
+    # ------------------------------------------------------------------ file systems
+    def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob") -> FileSystem:
+        with self._lock:
+            if name in self._fs:
+                raise error(409, "ContainerAlreadyExists" if flavor == "blob" else "FilesystemAlreadyExists")
+            now = time.time()
+            fs = FileSystem(name=name, etag=new_etag(), last_modified=now, created=now,
+                            metadata=dict(metadata or {}))
+            self._fs[name] = fs
+            self._save_fs(fs)
+            return fs
+
+    def _get_fs(self, name: str, flavor: str) -> FileSystem:
+        fs = self._fs.get(name)
+        if fs is None:
+            raise error(404, "ContainerNotFound" if flavor == "blob" else "FilesystemNotFound")
+        return fs
+
+    def filesystem_info(self, name: str, flavor: str = "blob", lease_id: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            fs = self._get_fs(name, flavor)
+            if lease_id:
+                fs.lease.check_write(lease_id, "blob")
+            return {"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
+                    "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+
+    def delete_filesystem(self, name: str, conditions: Conditions | None = None,
+                          lease_id: str | None = None, flavor: str = "blob") -> None:
+        with self._lock:
+            fs = self._get_fs(name, flavor)
+            if conditions:
+                conditions.check(fs.etag, fs.last_modified)
+            if fs.lease.locked or lease_id:
+                fs.lease.check_write(lease_id, "blob")
+            del self._fs[name]
+            if self._persistence is not None:
+                self._persistence.delete_filesystem(name)
+
+    def set_filesystem_metadata(self, name: str, metadata: dict[str, str], lease_id: str | None = None,
+                                conditions: Conditions | None = None, flavor: str = "blob") -> FileSystem:
+        with self._lock:
+            fs = self._get_fs(name, flavor)
+            if conditions:
+                conditions.check(fs.etag, fs.last_modified)
+            if lease_id:
+                fs.lease.check_write(lease_id, "blob")
+            fs.metadata = dict(metadata)
+            fs.etag, fs.last_modified = new_etag(), time.time()
+            self._save_fs(fs)
+            return fs
+
+    def list_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
+                     "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+                    for name, fs in sorted(self._fs.items()) if name.startswith(prefix)]
+
+    def filesystem_lease(self, name: str, action: str, lease_id: str | None, proposed_id: str | None,
+                         duration: int, break_period: int | None) -> dict[str, str]:
+        with self._lock:
+            fs = self._get_fs(name, "blob")
+            out = _lease_action(fs.lease, action, lease_id, proposed_id, duration, break_period)
+            out.update({"ETag": fs.etag, "last_modified": str(fs.last_modified)})
+            self._save_fs(fs)
+            return out
+
+    # ------------------------------------------------------------------ paths: helpers
+    def _node(self, fs: FileSystem, path: str, missing_code: str = "PathNotFound") -> Node:
+        node = fs.nodes.get(path)
+        if node is None:
+            raise error(404, missing_code)
+        return node
+
+    def _info(self, path: str, node: Node) -> PathInfo:
+        return PathInfo(name=path, kind=node.kind, etag=node.etag, last_modified=node.last_modified,
+                        created=node.created, length=len(node.data), metadata=dict(node.metadata),
+                        http_headers=dict(node.http_headers), permissions=node.permissions,
+                        lease_headers=node.lease.headers())
+
+    def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str]) -> None:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            node = fs.nodes.get(parent)
+            if node is None:
+                now = time.time()
+                fs.nodes[parent] = Node(kind="directory", etag=new_etag(), last_modified=now, created=now,
+                                        permissions="rwxr-x---")
+                changed.append(parent)
+            elif not node.is_dir:
+                raise error(409, "PathConflict")
+
+    def _children(self, fs: FileSystem, path: str) -> list[str]:
+        prefix = path + "/"
+        return [p for p in fs.nodes if p.startswith(prefix)]
+
+    # ------------------------------------------------------------------ paths: operations
+    def create_path(self, fs_name: str, path: str, kind: str, *, conditions: Conditions | None = None,
+                    lease_id: str | None = None, metadata: dict[str, str] | None = None,
+                    http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
+                    lease_duration: int | None = None, permissions: str | None = None) -> PathInfo:
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            if not path:
+                raise error(400, "InvalidResourceName", "The path is empty.")
+            existing = fs.nodes.get(path)
+            conditions = conditions or Conditions()
+            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
+                raise error(409, "PathAlreadyExists")
+            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            if existing is not None and existing.kind != kind:
+                raise error(409, "PathConflict")
+            if existing is not None:
+                existing.lease.check_write(lease_id, "dfs")
+            elif lease_id:
+                raise error(412, "LeaseNotPresent")
+            changed: list[str] = [path]
+            self._ensure_parents(fs, path, changed)
+            now = time.time()
+            default_perm = "rwxr-x---" if kind == "directory" else "rw-r-----"
+            lease = existing.lease if existing is not None else Lease()
+            if existing is not None and kind == "directory":
+                # Re-creating a directory keeps its children; it gets new properties and ETag.
+                node = existing
+                node.metadata = dict(metadata or {})
+                node.touch()
+            else:
+                node = Node(kind=kind, etag=new_etag(), last_modified=now, created=now,
+                            metadata=dict(metadata or {}), http_headers=dict(http_headers or {}),
+                            permissions=permissions or default_perm, lease=lease)
+                fs.nodes[path] = node
+            if proposed_lease_id or lease_duration is not None:
+                node.lease.acquire(proposed_lease_id, -1 if lease_duration is None else lease_duration)
+            self._save_nodes(fs, changed)
+            return self._info(path, node)
+
+    def get_path(self, fs_name: str, path: str, conditions: Conditions | None = None,
+                 flavor: str = "blob", lease_id: str | None = None) -> PathInfo:
+        with self._lock:
+            fs = self._get_fs(fs_name, flavor)
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound" if flavor == "blob" else "PathNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified, read=True)
+            if lease_id and node.lease.lease_id != lease_id:
+                node.lease.check_write(lease_id, flavor)
+            return self._info(path, node)
+
+    def read(self, fs_name: str, path: str, start: int | None, end: int | None,
+             conditions: Conditions | None = None, lease_id: str | None = None) -> tuple[PathInfo, bytes, int, int]:
+        """Committed bytes ``[start, end]`` (inclusive; ``end=None`` means to the end).
+
+        Returns ``(info, data, first, last)``; raises 416 InvalidRange when ``start`` is past the end.
+        """
+        with self._lock:
+            info = self.get_path(fs_name, path, conditions, "blob", lease_id)
+            node = self._fs[fs_name].nodes[normalize_path(path)]
+            size = len(node.data)
+            if start is None:
+                return info, bytes(node.data), 0, size - 1
+            if start >= size:
+                raise error(416, "InvalidRange", **{"Content-Range": f"bytes */{size}"})
+            last = size - 1 if end is None else min(end, size - 1)
+            return info, bytes(node.data[start:last + 1]), start, last
+
+    def append(self, fs_name: str, path: str, position: int, data: bytes, *, lease_id: str | None = None,
+               lease_action: str | None = None, proposed_lease_id: str | None = None,
+               lease_duration: int | None = None, flush: bool = False, close: bool = False,
+               http_headers: dict[str, str] | None = None) -> tuple[PathInfo, dict[str, str]]:
+        """Append ``data`` at ``position``; with ``flush=True`` also commit up to ``position+len``.
+
+        Returns the path info and extra response headers (lease results).
+        """
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            node = self._node(fs, path)
+            if node.is_dir:
+                raise error(409, "PathConflict")
+            if position < 0:
+                raise error(400, "InvalidQueryParameterValue", "position must be non-negative.")
+            extra = _lease_before_write(node.lease, lease_action, lease_id, proposed_lease_id, lease_duration)
+            node.uncommitted.append((position, bytes(data)))
+            if flush:
+                self._commit(node, position + len(data), retain=False, http_headers=http_headers)
+            _lease_after_write(node.lease, lease_action, extra)
+            self._save_nodes(fs, [path])
+            return self._info(path, node), extra
+
+    def flush(self, fs_name: str, path: str, position: int, *, retain: bool = False, close: bool = False,
+              conditions: Conditions | None = None, lease_id: str | None = None,
+              lease_action: str | None = None, proposed_lease_id: str | None = None,
+              lease_duration: int | None = None,
+              http_headers: dict[str, str] | None = None) -> tuple[PathInfo, dict[str, str]]:
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            node = self._node(fs, path)
+            if node.is_dir:
+                raise error(409, "PathConflict")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            extra = _lease_before_write(node.lease, lease_action, lease_id, proposed_lease_id, lease_duration)
+            self._commit(node, position, retain=retain, http_headers=http_headers)
+            _lease_after_write(node.lease, lease_action, extra)
+            self._save_nodes(fs, [path])
+            return self._info(path, node), extra
+
+    @staticmethod
+    def _commit(node: Node, position: int, *, retain: bool, http_headers: dict[str, str] | None) -> None:
+        committed = len(node.data)
+        if position < committed:
+            raise error(400, "InvalidFlushPosition")
+        # Which bytes of [committed, position) do the segments cover?
+        covered = bytearray(position - committed)
+        for seg_pos, seg in node.uncommitted:
+            lo, hi = max(seg_pos, committed), min(seg_pos + len(seg), position)
+            if lo < hi:
+                covered[lo - committed:hi - committed] = b"\x01" * (hi - lo)
+        if covered.count(0):
+            raise error(400, "InvalidFlushPosition")
+        new = node.data
+        new.extend(bytes(position - committed))
+        kept: list[tuple[int, bytes]] = []
+        for seg_pos, seg in node.uncommitted:  # arrival order: a later append wins on overlap
+            end = seg_pos + len(seg)
+            if seg_pos < position:
+                piece_end = min(end, position)
+                new[seg_pos:piece_end] = seg[:piece_end - seg_pos]
+            if retain and end > position:
+                start = max(seg_pos, position)
+                kept.append((start, seg[start - seg_pos:]))
+        node.uncommitted = kept
+        if http_headers:
+            node.http_headers.update({k: v for k, v in http_headers.items() if v is not None})
+        node.touch()
+
+    def delete_path(self, fs_name: str, path: str, *, recursive: bool = False,
+                    conditions: Conditions | None = None, lease_id: str | None = None) -> None:
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            node = self._node(fs, path)
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, "dfs")
+            children = self._children(fs, path) if node.is_dir else []
+            if children and not recursive:
+                raise error(409, "DirectoryNotEmpty")
+            for child in children:
+                del fs.nodes[child]
+            del fs.nodes[path]
+            self._save_nodes(fs, [path, *children])
+
+    def rename(self, src_fs_name: str, src_path: str, dst_fs_name: str, dst_path: str, *,
+               conditions: Conditions | None = None, source_conditions: Conditions | None = None,
+               lease_id: str | None = None, source_lease_id: str | None = None) -> PathInfo:
+        """Move ``src_path`` (with its subtree) to ``dst_path``; ETag and Last-Modified are kept.
+
+        An existing destination file, or an empty destination directory, is replaced.
+        """
+        with self._lock:
+            src_fs = self._get_fs(src_fs_name, "dfs")
+            dst_fs = self._get_fs(dst_fs_name, "dfs")
+            src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
+            node = src_fs.nodes.get(src_path)
+            if node is None:
+                raise error(404, "SourcePathNotFound")
+            if source_conditions:
+                source_conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(source_lease_id or None, "dfs")
+            if src_fs is dst_fs and (dst_path == src_path or dst_path.startswith(src_path + "/")):
+                if dst_path == src_path:
+                    return self._info(dst_path, node)
+                raise error(400, "InvalidDestinationPath")
+            existing = dst_fs.nodes.get(dst_path)
+            if conditions:
+                conditions.check(existing.etag if existing else None,
+                                 existing.last_modified if existing else None)
+            if existing is not None:
+                existing.lease.check_write(lease_id, "dfs")
+                if existing.is_dir and self._children(dst_fs, dst_path):
+                    raise error(409, "DirectoryNotEmpty")
+                if existing.is_dir != node.is_dir:
+                    raise error(409, "PathConflict")
+            elif lease_id:
+                raise error(412, "LeaseNotPresent")
+            parent = dst_path.rsplit("/", 1)[0] if "/" in dst_path else ""
+            if parent and (parent not in dst_fs.nodes or not dst_fs.nodes[parent].is_dir):
+                raise error(404, "RenameDestinationParentPathNotFound")
+            moved = [src_path, *(self._children(src_fs, src_path) if node.is_dir else [])]
+            changed_src, changed_dst = [], []
+            for old in moved:
+                new = dst_path + old[len(src_path):]
+                dst_fs.nodes[new] = src_fs.nodes.pop(old)
+                changed_src.append(old)
+                changed_dst.append(new)
+            self._save_nodes(src_fs, changed_src)
+            self._save_nodes(dst_fs, changed_dst)
+            return self._info(dst_path, dst_fs.nodes[dst_path])
+
+    def list_paths(self, fs_name: str, *, directory: str = "", recursive: bool = False,
+                   max_results: int | None = None, continuation: str | None = None,
+                   ) -> tuple[list[PathInfo], str | None]:
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            directory = normalize_path(directory)
+            if directory:
+                node = fs.nodes.get(directory)
+                if node is None:
+                    raise error(404, "PathNotFound")
+                prefix = directory + "/"
+            else:
+                prefix = ""
+            names = []
+            for name in fs.nodes:
+                if not name.startswith(prefix):
+                    continue
+                if not recursive and "/" in name[len(prefix):]:
+                    continue
+                names.append(name)
+            names.sort(key=_sort_key)
+            if continuation:
+                after = _decode_continuation(continuation)
+                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+            token = None
+            limit = max_results if max_results and max_results > 0 else 5000
+            if len(names) > limit:
+                names = names[:limit]
+                token = _encode_continuation(names[-1])
+            return [self._info(n, fs.nodes[n]) for n in names], token
+
+    def set_path_metadata(self, fs_name: str, path: str, metadata: dict[str, str], *,
+                          conditions: Conditions | None = None, lease_id: str | None = None,
+                          flavor: str = "blob") -> PathInfo:
+        with self._lock:
+            fs = self._get_fs(fs_name, flavor)
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound" if flavor == "blob" else "PathNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, flavor)
+            node.metadata = dict(metadata)
+            node.touch()
+            self._save_nodes(fs, [path])
+            return self._info(path, node)
+
+    def set_path_http_headers(self, fs_name: str, path: str, http_headers: dict[str, str], *,
+                              conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
+        """Blob ``comp=properties``: replaces all HTTP headers (absent ones are cleared)."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, "blob")
+            node.http_headers = {k: v for k, v in http_headers.items() if v}
+            node.touch()
+            self._save_nodes(fs, [path])
+            return self._info(path, node)
+
+    def set_permissions(self, fs_name: str, path: str, permissions: str | None, *,
+                        conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
+        """dfs ``action=setAccessControl``: only the permission string is kept (no ACL evaluation)."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            node = self._node(fs, path)
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, "dfs")
+            if permissions:
+                node.permissions = permissions
+            node.touch()
+            self._save_nodes(fs, [path])
+            return self._info(path, node)
+
+    def path_lease(self, fs_name: str, path: str, action: str, *, lease_id: str | None = None,
+                   proposed_lease_id: str | None = None, duration: int = -1,
+                   break_period: int | None = None, conditions: Conditions | None = None,
+                   flavor: str = "blob") -> tuple[PathInfo, dict[str, str]]:
+        with self._lock:
+            fs = self._get_fs(fs_name, flavor)
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound" if flavor == "blob" else "PathNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            out = _lease_action(node.lease, action, lease_id, proposed_lease_id, duration, break_period)
+            self._save_nodes(fs, [path])
+            return self._info(path, node), out
+
+
+def _lease_action(lease: Lease, action: str, lease_id: str | None, proposed_id: str | None,
+                  duration: int, break_period: int | None) -> dict[str, str]:
+    action = (action or "").lower()
+    if action == "acquire":
+        return {"x-ms-lease-id": lease.acquire(proposed_id, duration)}
+    if action == "renew":
+        return {"x-ms-lease-id": lease.renew(lease_id)}
+    if action == "release":
+        lease.release(lease_id)
+        return {}
+    if action == "change":
+        return {"x-ms-lease-id": lease.change(lease_id, proposed_id)}
+    if action == "break":
+        return {"x-ms-lease-time": str(lease.break_(break_period))}
+    raise error(400, "InvalidHeaderValue", f"Unknown x-ms-lease-action {action!r}.")
+
+
+def _lease_before_write(lease: Lease, action: str | None, lease_id: str | None, proposed_id: str | None,
+                        duration: int | None) -> dict[str, str]:
+    """Lease handling before an append/flush with ``x-ms-lease-action``; returns response headers."""
+    action = (action or "").lower()
+    if action in ("acquire", "acquire-release"):
+        if lease.locked and lease.lease_id != proposed_id:
+            raise error(409, "LeaseAlreadyPresent")
+        lease.acquire(proposed_id, -1 if duration is None else duration)
+        return {"x-ms-lease-id": lease.lease_id or ""}
+    lease.check_write(lease_id, "dfs")
+    if action == "auto-renew":
+        lease.renew(lease_id)
+        return {"x-ms-lease-renewed": "true"}
+    if action in ("", "release"):
+        return {}
+    raise error(400, "InvalidHeaderValue", f"Unknown x-ms-lease-action {action!r}.")
+
+
+def _lease_after_write(lease: Lease, action: str | None, extra: dict[str, str]) -> None:
+    if (action or "").lower() in ("release", "acquire-release"):
+        lease.state, lease.lease_id, lease.expires_at, lease.break_at = "available", None, None, None
+        extra.pop("x-ms-lease-id", None)
+
+
+def _encode_continuation(last: str) -> str:
+    return base64.b64encode(json.dumps({"after": last}).encode()).decode()
+
+
+def _decode_continuation(token: str) -> str:
+    try:
+        return json.loads(base64.b64decode(token))["after"]
+    except Exception as exc:  # noqa: BLE001
+        raise error(400, "InvalidQueryParameterValue", "The continuation token is invalid.") from exc
