@@ -1,0 +1,40 @@
+// Development environment.
+//   DEPLOY_MONGO_URI='mongodb+srv://...' az deployment group create \
+//     -g <resource-group> -f infra/main.bicep -p infra/env/dev.bicepparam
+// Without DEPLOY_MONGO_URI the Key Vault secret is left as it is (set it with
+// `az keyvault secret set`, see docs/deploy.md).
+using '../main.bicep'
+
+param namePrefix = 'mab'
+param environmentName = 'dev'
+param tags = {
+  costCenter: 'data-platform'
+}
+
+param planSku = 'EP1'
+param alwaysReadyInstances = 1
+param preWarmedInstances = 1
+param maximumInstances = 2
+param dataStorageSku = 'Standard_LRS'
+param logRetentionDays = 30
+
+param enableVnetIntegration = false
+
+param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+param mongoDatabase = 'app'
+param mongoCollection = ''
+param mongoPipeline = '[]'
+param mongoFullDocument = 'updateLookup'
+param mongoFullDocumentBeforeChange = 'whenAvailable'
+
+param lakeFileSystemName = 'bronze'
+param checkpointTableName = 'changestreamcheckpoints'
+param drainSchedule = '0 */1 * * * *'
+param drainBudgetSeconds = 45
+param startAt = 'now'
+param rollWindow = '1h'
+param onHistoryLost = 'fail'
+param statusMaxPositionAgeSeconds = 600
+
+param alertEmail = readEnvironmentVariable('DEPLOY_ALERT_EMAIL', '')
+param alertPositionAgeSeconds = 1800

@@ -1,0 +1,43 @@
+// Production environment.
+//   DEPLOY_MONGO_URI='mongodb+srv://...' DEPLOY_ALERT_EMAIL='oncall@example.com' \
+//     az deployment group create -g <resource-group> -f infra/main.bicep -p infra/env/prod.bicepparam
+// Without DEPLOY_MONGO_URI the Key Vault secret is left as it is (set it with
+// `az keyvault secret set`, see docs/deploy.md).
+using '../main.bicep'
+
+param namePrefix = 'mab'
+param environmentName = 'prod'
+param tags = {
+  costCenter: 'data-platform'
+}
+
+param planSku = 'EP1'
+param alwaysReadyInstances = 1
+param preWarmedInstances = 1
+param maximumInstances = 3
+param dataStorageSku = 'Standard_GZRS'
+param logRetentionDays = 90
+
+// Reach MongoDB Atlas from a static outbound IP (NAT gateway) or over a private endpoint.
+param enableVnetIntegration = true
+param enableNatGateway = true
+param atlasPrivateLinkServiceId = readEnvironmentVariable('DEPLOY_ATLAS_PRIVATE_LINK_SERVICE_ID', '')
+
+param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+param mongoDatabase = 'app'
+param mongoCollection = ''
+param mongoPipeline = '[]'
+param mongoFullDocument = 'updateLookup'
+param mongoFullDocumentBeforeChange = 'whenAvailable'
+
+param lakeFileSystemName = 'bronze'
+param checkpointTableName = 'changestreamcheckpoints'
+param drainSchedule = '0 */1 * * * *'
+param drainBudgetSeconds = 45
+param startAt = 'now'
+param rollWindow = '1h'
+param onHistoryLost = 'fail'
+param statusMaxPositionAgeSeconds = 600
+
+param alertEmail = readEnvironmentVariable('DEPLOY_ALERT_EMAIL', '')
+param alertPositionAgeSeconds = 900

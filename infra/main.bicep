@@ -1,0 +1,386 @@
+// mongo-adls-bronze: Azure infrastructure for the MongoDB change stream -> ADLS Gen2 function app.
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/env/dev.bicepparam
+//
+// See docs/deploy.md for the whole procedure, the roles granted and why, and the alerts.
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Naming, location, tags
+// ---------------------------------------------------------------------------------------------
+
+@description('Short lowercase prefix (letters and digits) for every resource name.')
+@minLength(2)
+@maxLength(8)
+param namePrefix string
+
+@description('Environment name, part of the resource names and tags.')
+@allowed([
+  'dev'
+  'test'
+  'prod'
+])
+param environmentName string
+
+@description('Azure region for every resource.')
+param location string = resourceGroup().location
+
+@description('Extra tags merged into the default ones.')
+param tags object = {}
+
+// ---------------------------------------------------------------------------------------------
+// Hosting
+// ---------------------------------------------------------------------------------------------
+
+@description('Elastic Premium plan SKU.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string = 'EP1'
+
+@description('Always-ready instances (minimum elastic instance count), at least 1.')
+@minValue(1)
+@maxValue(20)
+param alwaysReadyInstances int = 1
+
+@description('Pre-warmed instances.')
+@minValue(1)
+@maxValue(20)
+param preWarmedInstances int = 1
+
+@description('Maximum instances of the plan and app.')
+@minValue(1)
+@maxValue(100)
+param maximumInstances int = 3
+
+@description('Redundancy of the lake and checkpoint storage accounts.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param dataStorageSku string = 'Standard_LRS'
+
+@description('Days to keep logs in Log Analytics.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+// ---------------------------------------------------------------------------------------------
+// Network (optional VNet integration, e.g. to reach MongoDB Atlas over a private endpoint)
+// ---------------------------------------------------------------------------------------------
+
+@description('Create a VNet and integrate the function app with it (all outbound traffic routed through it).')
+param enableVnetIntegration bool = false
+
+@description('Address space of the VNet.')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Subnet delegated to Microsoft.Web/serverFarms for the app.')
+param appSubnetPrefix string = '10.40.1.0/26'
+
+@description('Subnet for private endpoints.')
+param privateEndpointSubnetPrefix string = '10.40.2.0/27'
+
+@description('With enableVnetIntegration: a NAT gateway with a static outbound IP for the app subnet (to allow-list in Atlas).')
+param enableNatGateway bool = true
+
+@description('Resource id of the MongoDB Atlas private link service; with enableVnetIntegration, creates a private endpoint to it. Empty: none.')
+param atlasPrivateLinkServiceId string = ''
+
+// ---------------------------------------------------------------------------------------------
+// MongoDB source
+// ---------------------------------------------------------------------------------------------
+
+@description('MongoDB connection string, stored as a Key Vault secret. Leave empty to set the secret yourself (az keyvault secret set); a redeploy without it keeps the existing secret.')
+@secure()
+param mongoUri string = ''
+
+@description('Name of the Key Vault secret holding the MongoDB connection string.')
+param mongoUriSecretName string = 'mongo-uri'
+
+@description('Database to watch (MONGO_DB); empty, with mongoCollection empty, watches the whole deployment.')
+param mongoDatabase string = ''
+
+@description('Collection to watch (MONGO_COLL); empty watches the whole database. Needs mongoDatabase.')
+param mongoCollection string = ''
+
+@description('Extra change-stream pipeline stages as a JSON array (MONGO_PIPELINE).')
+param mongoPipeline string = '[]'
+
+@description('fullDocument option of the change stream (MONGO_FULL_DOC).')
+@allowed([
+  'default'
+  'updateLookup'
+  'whenAvailable'
+  'required'
+])
+param mongoFullDocument string = 'updateLookup'
+
+@description('fullDocumentBeforeChange option of the change stream (MONGO_FULL_DOC_BEFORE_CHANGE); pre-images must be enabled on the collection for whenAvailable to return them.')
+@allowed([
+  'off'
+  'whenAvailable'
+  'required'
+])
+param mongoFullDocumentBeforeChange string = 'whenAvailable'
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline behaviour (app settings)
+// ---------------------------------------------------------------------------------------------
+
+@description('Lake file system (container) the files are written to (ADLS_FILESYSTEM).')
+@minLength(3)
+@maxLength(63)
+param lakeFileSystemName string = 'bronze'
+
+@description('Checkpoint table name (CHECKPOINT_TABLE): 3-63 letters and digits, starting with a letter.')
+@minLength(3)
+@maxLength(63)
+param checkpointTableName string = 'changestreamcheckpoints'
+
+@description('Name of this pipeline\'s checkpoint (PIPELINE_NAME); empty derives it from the watched scope.')
+param pipelineName string = ''
+
+@description('NCRONTAB schedule of the drain timer, six fields (DRAIN_SCHEDULE).')
+param drainSchedule string = '0 */1 * * * *'
+
+@description('Seconds one drain run may spend reading before it flushes and saves its position (DRAIN_BUDGET_SECONDS).')
+@minValue(5)
+@maxValue(3600)
+param drainBudgetSeconds int = 45
+
+@description('Where a pipeline with no saved position starts (START_AT): now, or an ISO-8601 time.')
+param startAt string = 'now'
+
+@description('Extended JSON mode of the written documents (JSON_MODE).')
+@allowed([
+  'relaxed'
+  'canonical'
+])
+param jsonMode string = 'relaxed'
+
+@description('Time window of one rolling file, dividing a day: 5m, 15m, 1h, 1d ... (ROLL_WINDOW).')
+param rollWindow string = '1h'
+
+@description('Size past which a rolling file gets a new part, e.g. 128MiB (ROLL_MAX_BYTES).')
+param rollMaxBytes string = '128MiB'
+
+@description('Buffered bytes that force an early commit within a run, e.g. 64MiB (MAX_BUFFER_BYTES).')
+param maxBufferBytes string = '64MiB'
+
+@description('What to do when the saved position has fallen off the oplog (ON_HISTORY_LOST).')
+@allowed([
+  'fail'
+  'restart'
+])
+param onHistoryLost string = 'fail'
+
+@description('Position age, in seconds, above which the status endpoint answers 503 (STATUS_MAX_POSITION_AGE_SECONDS).')
+@minValue(1)
+param statusMaxPositionAgeSeconds int = 600
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------
+
+@description('E-mail address for the alerts. Empty: the action group has no receiver.')
+param alertEmail string = ''
+
+@description('Position age, in seconds, above which the lag alert fires.')
+@minValue(60)
+param alertPositionAgeSeconds int = 900
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+var suffix = uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName)
+var baseName = '${namePrefix}-${environmentName}'
+var defaultTags = {
+  application: 'mongo-adls-bronze'
+  environment: environmentName
+}
+var allTags = union(defaultTags, tags)
+
+var names = {
+  identity: 'id-${baseName}'
+  workspace: 'log-${baseName}-${suffix}'
+  appInsights: 'appi-${baseName}-${suffix}'
+  hostStorage: take('st${namePrefix}h${suffix}', 24)
+  lakeStorage: take('st${namePrefix}l${suffix}', 24)
+  checkpointStorage: take('st${namePrefix}c${suffix}', 24)
+  keyVault: 'kv-${namePrefix}-${take(suffix, 11)}'
+  vnet: 'vnet-${baseName}'
+  plan: 'plan-${baseName}'
+  functionApp: 'func-${baseName}-${suffix}'
+  contentShare: toLower('func-${baseName}-${suffix}')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: names.identity
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    workspaceName: names.workspace
+    appInsightsName: names.appInsights
+    location: location
+    tags: allTags
+    retentionInDays: logRetentionDays
+  }
+}
+
+module hostStorage 'modules/host-storage.bicep' = {
+  name: 'host-storage'
+  params: {
+    name: names.hostStorage
+    location: location
+    tags: allTags
+    contentShareName: names.contentShare
+    principalId: identity.outputs.principalId
+  }
+}
+
+module lake 'modules/lake.bicep' = {
+  name: 'lake'
+  params: {
+    name: names.lakeStorage
+    location: location
+    tags: allTags
+    fileSystemName: lakeFileSystemName
+    skuName: dataStorageSku
+    principalId: identity.outputs.principalId
+  }
+}
+
+module checkpoints 'modules/checkpoints.bicep' = {
+  name: 'checkpoints'
+  params: {
+    name: names.checkpointStorage
+    location: location
+    tags: allTags
+    tableName: checkpointTableName
+    skuName: dataStorageSku
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'key-vault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: allTags
+    mongoUriSecretName: mongoUriSecretName
+    mongoUri: mongoUri
+    principalId: identity.outputs.principalId
+  }
+}
+
+module network 'modules/network.bicep' = if (enableVnetIntegration) {
+  name: 'network'
+  params: {
+    vnetName: names.vnet
+    location: location
+    tags: allTags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    atlasPrivateLinkServiceId: atlasPrivateLinkServiceId
+    enableNatGateway: enableNatGateway
+  }
+}
+
+// The app's own settings, one per name the app reads (shared/settings.py). Secrets are not
+// here: MONGO_URI is a Key Vault reference, and the lake and the checkpoint table are reached
+// with the managed identity, so no SAS, shared key or connection string is ever set.
+var appSettings = {
+  MONGO_URI: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.mongoUriSecretUri})'
+  MONGO_DB: mongoDatabase
+  MONGO_COLL: mongoCollection
+  MONGO_PIPELINE: mongoPipeline
+  MONGO_FULL_DOC: mongoFullDocument
+  MONGO_FULL_DOC_BEFORE_CHANGE: mongoFullDocumentBeforeChange
+  ADLS_ACCOUNT_URL: 'https://${lake.outputs.name}.dfs.${environment().suffixes.storage}'
+  ADLS_FILESYSTEM: lake.outputs.fileSystemName
+  CHECKPOINT_ACCOUNT_URL: 'https://${checkpoints.outputs.name}.table.${environment().suffixes.storage}'
+  CHECKPOINT_TABLE: checkpoints.outputs.tableName
+  PIPELINE_NAME: pipelineName
+  DRAIN_SCHEDULE: drainSchedule
+  DRAIN_BUDGET_SECONDS: string(drainBudgetSeconds)
+  START_AT: startAt
+  JSON_MODE: jsonMode
+  ROLL_WINDOW: rollWindow
+  ROLL_MAX_BYTES: rollMaxBytes
+  MAX_BUFFER_BYTES: maxBufferBytes
+  ON_HISTORY_LOST: onHistoryLost
+  STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: allTags
+    planSku: planSku
+    alwaysReadyInstances: alwaysReadyInstances
+    preWarmedInstances: preWarmedInstances
+    maximumInstances: maximumInstances
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    hostStorageName: hostStorage.outputs.name
+    contentShareName: hostStorage.outputs.contentShareName
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    subnetId: enableVnetIntegration ? network.outputs.appSubnetId : ''
+    appSettings: appSettings
+  }
+  // No explicit dependsOn: appSettings reads outputs of the key-vault, lake and checkpoints
+  // modules, which hold the identity's role assignments, so the app is created after them.
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    namePrefix: baseName
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmail: alertEmail
+    positionAgeThresholdSeconds: alertPositionAgeSeconds
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+// ---------------------------------------------------------------------------------------------
+
+output functionAppName string = functionApp.outputs.name
+output functionAppHostName string = functionApp.outputs.defaultHostName
+output identityClientId string = identity.outputs.clientId
+output identityPrincipalId string = identity.outputs.principalId
+output keyVaultName string = keyVault.outputs.name
+output mongoUriSecretName string = mongoUriSecretName
+output lakeAccountName string = lake.outputs.name
+output lakeAccountUrl string = 'https://${lake.outputs.name}.dfs.${environment().suffixes.storage}'
+output checkpointAccountName string = checkpoints.outputs.name
+output hostStorageAccountName string = hostStorage.outputs.name
+output appInsightsName string = monitoring.outputs.appInsightsName
+output natOutboundIp string = enableVnetIntegration ? network.outputs.natPublicIp : ''
