@@ -1,0 +1,31 @@
+"""Test-only failpoints: kill the process at a named step of a run.
+
+Enabled only by the setting ``DRAIN_TEST_FAILPOINT`` (``name`` or ``name:N``, the N-th time that
+step is reached), which the reliability tests set to SIGKILL a real drain process at every step
+boundary. Without it every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Mapping
+
+STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit")
+
+
+class Failpoints:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        spec = env.get("DRAIN_TEST_FAILPOINT", "")
+        name, _, nth = spec.partition(":")
+        if name and name not in STEPS:
+            raise ValueError(f"DRAIN_TEST_FAILPOINT: unknown step {name!r}; one of {', '.join(STEPS)}")
+        self._name = name
+        self._left = int(nth or 1)
+
+    def __call__(self, name: str) -> None:
+        if name != self._name:
+            return
+        self._left -= 1
+        if self._left <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)

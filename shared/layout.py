@@ -1,0 +1,120 @@
+"""Where an event goes: partition folder, file name, and when to roll. Pure functions, no I/O.
+
+Folders: ``{db}/{coll}/year=YYYY/month=MM/day=DD/`` by the event's cluster time in UTC.
+Files:   ``part-YYYYMMDDTHHMMZ-NNNNN-GGGGGGGG.jsonl``: the UTC start of the roll window, the part
+         number and the pipeline generation; one pipeline's names sort in event order in a folder.
+
+Names are made path-safe with a reversible encoding (``encode_name`` / ``decode_name``):
+ASCII letters, digits, ``-`` and ``.`` stay as they are, and ``_`` too except at the start; every
+other byte of the UTF-8 name is written ``%XX``. A leading ``.`` or ``_`` is encoded as well, so no
+name is ``.`` or ``..`` and none is hidden from Spark or Hive (which skip ``_``/``.``-prefixed
+paths). ``/``, ``%``, ``=``, spaces, control characters and non-ASCII are always encoded, so no name
+can escape its folder, look like a ``key=value`` partition, or collide with another. A name whose
+encoding is longer than 200 characters is cut to 183 characters plus ``~`` and 16 hex digits of
+its SHA-256: still unique, and the full name is in every line's ``ns`` field.
+
+Events that name no collection go to reserved folders no encoded name can produce (they start with
+``_``): ``{db}/_events/`` for database-level events (``dropDatabase``; ``invalidate`` of a database
+stream) and ``_cluster/_events/`` for events that name no database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
+MAX_ENCODED = 200
+DB_EVENTS = "_events"
+CLUSTER_DB = "_cluster"
+
+
+def encode_name(name: str) -> str:
+    data = name.encode("utf-8", "surrogatepass")
+    out = []
+    for i, byte in enumerate(data):
+        if byte in _SAFE and not (i == 0 and byte in b"._"):
+            out.append(chr(byte))
+        else:
+            out.append(f"%{byte:02X}")
+    encoded = "".join(out)
+    if len(encoded) > MAX_ENCODED:
+        head = encoded[:183]
+        escape = head.rfind("%")
+        if escape > 180:  # never cut inside a %XX escape
+            head = head[:escape]
+        encoded = head + "~" + hashlib.sha256(data).hexdigest()[:16]
+    return encoded
+
+
+def decode_name(encoded: str) -> str:
+    """Inverse of ``encode_name`` for names that were not shortened (no ``~``)."""
+    if "~" in encoded:
+        raise ValueError(f"{encoded!r} was shortened; read the full name from the lines' ns field")
+    out = bytearray()
+    i = 0
+    while i < len(encoded):
+        if encoded[i] == "%":
+            out.append(int(encoded[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(encoded[i]))
+            i += 1
+    return out.decode("utf-8", "surrogatepass")
+
+
+def partition_dir(db: str | None, coll: str | None, cluster_seconds: int) -> str:
+    """The folder of one event, from its namespace and cluster time (seconds since the epoch)."""
+    day = datetime.fromtimestamp(cluster_seconds, tz=timezone.utc)
+    if db is None:
+        prefix = f"{CLUSTER_DB}/{DB_EVENTS}"
+    elif coll is None:
+        prefix = f"{encode_name(db)}/{DB_EVENTS}"
+    else:
+        prefix = f"{encode_name(db)}/{encode_name(coll)}"
+    return f"{prefix}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+
+
+def window_start(cluster_seconds: int, window_seconds: int) -> int:
+    return cluster_seconds - cluster_seconds % window_seconds
+
+
+def file_name(window: int, part: int, gen: str) -> str:
+    """``part-<window start>-<part>-<generation>.jsonl``.
+
+    The generation is a random id created with the pipeline's checkpoint: two pipelines writing the
+    same folders, or one whose checkpoint was reset, never share (and never misread) a file.
+    """
+    start = datetime.fromtimestamp(window, tz=timezone.utc)
+    return f"part-{start:%Y%m%dT%H%M}Z-{part:05d}-{gen}.jsonl"
+
+
+@dataclass(frozen=True)
+class OpenFile:
+    """The file a partition folder currently appends to, as last committed."""
+
+    window: int
+    part: int
+    length: int
+
+
+def next_file(current: OpenFile | None, window: int, line_bytes: int, max_bytes: int) -> OpenFile:
+    """The file the next line of this folder goes to.
+
+    Same file while the window is the same and the line fits under ``max_bytes`` (a line larger
+    than ``max_bytes`` still goes into an empty file); a new part when it would not fit; part 0 of
+    a new file when the window moved on.
+    """
+    if current is None or window != current.window:
+        if current is not None and window < current.window:
+            # Cluster times only grow along one stream; keep appending rather than reopen a window.
+            return roll_if_full(current, line_bytes, max_bytes)
+        return OpenFile(window, 0, 0)
+    return roll_if_full(current, line_bytes, max_bytes)
+
+
+def roll_if_full(current: OpenFile, line_bytes: int, max_bytes: int) -> OpenFile:
+    if current.length > 0 and current.length + line_bytes > max_bytes:
+        return OpenFile(current.window, current.part + 1, 0)
+    return current

@@ -1,0 +1,143 @@
+"""The MongoDB change stream: open at a position, hand out raw events, classify driver errors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from bson import Timestamp, json_util
+from bson.raw_bson import RawBSONDocument
+from pymongo import errors as mongo_errors
+
+from .errors import HistoryLostError, TerminalError, TransientError, redact
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Server codes meaning "the stored position is gone": ChangeStreamHistoryLost, ChangeStreamFatalError,
+# CappedPositionLost. InvalidResumeToken and the "resume token not found" code only when opening.
+POSITION_LOST = {286, 280, 136}
+POSITION_LOST_ON_OPEN = {260, 50811}
+AUTH_FAILED = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas "bad auth"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream resumes: a token with how to use it, or a cluster time to start at."""
+
+    kind: str  # "resume_after", "start_after" or "start_at"
+    token: str  # canonical Extended JSON of the resume token, or "<seconds>.<increment>" for start_at
+
+    def watch_options(self) -> dict[str, Any]:
+        if self.kind == "start_at":
+            seconds, _, increment = self.token.partition(".")
+            return {"start_at_operation_time": Timestamp(int(seconds), int(increment or 0))}
+        return {self.kind: json_util.loads(self.token)}
+
+
+def token_text(token: Any) -> str:
+    return json_util.dumps(token, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+
+class ChangeSource:
+    """One change stream over the configured scope; events come back as ``RawBSONDocument``."""
+
+    def __init__(self, settings: Settings, client: pymongo.MongoClient | None = None) -> None:
+        self._settings = settings
+        self._own_client = client is None
+        self._client = client or pymongo.MongoClient(
+            str(settings.mongo_uri),
+            document_class=RawBSONDocument,
+            appname="mongo-adls-bronze",
+            serverSelectionTimeoutMS=15000,
+            connectTimeoutMS=10000,
+        )
+        self._stream = None
+        self.invalidated = False
+
+    def open(self, position: Position | None, start_at: datetime | None) -> None:
+        settings = self._settings
+        options: dict[str, Any] = {
+            "full_document": None if settings.full_document == "default" else settings.full_document,
+            "full_document_before_change": settings.full_document_before_change,
+            # Why: a short await lets try_next() report "caught up" quickly instead of blocking the budget.
+            "max_await_time_ms": 500,
+            "batch_size": 2000,
+        }
+        if position is not None:
+            options.update(position.watch_options())
+        elif start_at is not None:
+            options["start_at_operation_time"] = Timestamp(int(start_at.timestamp()), 0)
+        target = self._target()
+        with self.errors("opening the change stream", opening=True):
+            self._stream = target.watch(list(settings.mongo_pipeline), **options)
+
+    def _target(self):
+        scope = self._settings.scope
+        if scope.kind == "collection":
+            return self._client[scope.db][scope.coll]
+        if scope.kind == "database":
+            return self._client[scope.db]
+        return self._client
+
+    def next_event(self) -> RawBSONDocument | None:
+        """The next event, or None when none is waiting (caught up)."""
+        with self.errors("reading the change stream"):
+            event = self._stream.try_next()
+        if event is not None and event["operationType"] == "invalidate":
+            self.invalidated = True
+        return event
+
+    @property
+    def alive(self) -> bool:
+        return self._stream is not None and self._stream.alive
+
+    def position(self) -> Position | None:
+        """The position after the last event handed out (or the post-batch position when caught up)."""
+        token = self._stream.resume_token if self._stream is not None else None
+        if token is None:
+            return None
+        return Position("start_after" if self.invalidated else "resume_after", token_text(token))
+
+    def close(self) -> None:
+        try:
+            if self._stream is not None:
+                self._stream.close()
+        finally:
+            if self._own_client:
+                self._client.close()
+
+    def errors(self, doing: str, opening: bool = False):
+        return _MongoErrors(doing, opening, self._settings.secrets)
+
+
+class _MongoErrors:
+    """Turns driver exceptions into errors with a kind and a message that says what was being done."""
+
+    def __init__(self, doing: str, opening: bool, secrets: tuple[str, ...]) -> None:
+        self.doing, self.opening, self.secrets = doing, opening, secrets
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not isinstance(exc, mongo_errors.PyMongoError):
+            return False
+        detail = redact(f"{exc.__class__.__name__}: {exc}", self.secrets)[:500]
+        code = getattr(exc, "code", None)
+        labels = getattr(exc, "_error_labels", set()) or set()
+        if code in POSITION_LOST or (self.opening and code in POSITION_LOST_ON_OPEN):
+            raise HistoryLostError(
+                f"{self.doing}: the stored position is no longer in the oplog (code {code}); {detail}"
+            ) from None
+        if code in AUTH_FAILED or isinstance(exc, mongo_errors.ConfigurationError):
+            raise TerminalError(f"{self.doing}: MongoDB refused the credentials or the URI; {detail}") from None
+        if "NonResumableChangeStreamError" in labels and not isinstance(exc, mongo_errors.ConnectionFailure):
+            raise TerminalError(f"{self.doing}: the change stream cannot continue; {detail}") from None
+        if isinstance(exc, mongo_errors.OperationFailure) and code in (2, 9, 40324, 40573, 14, 15974):
+            # BadValue, FailedToParse, unknown stage, not a replica set, type mismatch: a settings problem.
+            raise TerminalError(f"{self.doing}: MongoDB rejected the stream options; {detail}") from None
+        raise TransientError(f"{self.doing}: {detail}") from None

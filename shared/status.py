@@ -1,0 +1,57 @@
+"""Pipeline status: position age, last event time and lag, last run, last error. Read-only."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from .checkpoint import CheckpointStore
+from .settings import Settings
+
+
+def pipeline_status(settings: Settings, store: CheckpointStore | None = None, now: float | None = None) -> dict:
+    """What ``python -m shared status`` prints and the ``status`` function returns.
+
+    ``healthy`` is false when there is no position yet, or it was saved longer ago than
+    ``STATUS_MAX_POSITION_AGE_SECONDS``, or the last run failed.
+    """
+    now = time.time() if now is None else now
+    store = store or CheckpointStore(settings)
+    state = store.load()
+    checkpoint = state.checkpoint
+    status: dict = {"pipeline": settings.pipeline_name, "scope": settings.scope.describe(), "checkpoint": None}
+    if checkpoint is None:
+        status.update(healthy=False, reason="no checkpoint yet: the pipeline has not run")
+        return status
+    age = None if checkpoint.committed_at is None else round(now - checkpoint.committed_at.timestamp(), 3)
+    last_event = checkpoint.last_cluster_time
+    status["checkpoint"] = {
+        "position_saved_at": checkpoint.committed_at.isoformat() if checkpoint.committed_at else None,
+        "position_age_seconds": age,
+        "position_kind": checkpoint.position.kind if checkpoint.position else None,
+        "seq": checkpoint.seq,
+        "generation": checkpoint.generation,
+        "last_event_cluster_time": _iso(last_event),
+        "lease_held_by": checkpoint.lease_owner if checkpoint.lease_until > now else None,
+        "partitions": len(state.files),
+    }
+    last_run = checkpoint.last_run or {}
+    status["lag_seconds"] = last_run.get("lag_seconds")
+    status["last_run"] = last_run or None
+    status["last_error"] = checkpoint.last_error
+    reasons = []
+    if age is None:
+        reasons.append("no position saved yet")
+    elif age > settings.status_max_position_age_seconds:
+        reasons.append(f"position saved {age:.0f} s ago (limit {settings.status_max_position_age_seconds} s)")
+    if last_run.get("outcome") == "failed":
+        reasons.append(f"last run failed ({(last_run.get('error') or {}).get('kind')})")
+    status["healthy"] = not reasons
+    status["reason"] = "; ".join(reasons) or "ok"
+    return status
+
+
+def _iso(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
