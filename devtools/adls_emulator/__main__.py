@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=10100)
     parser.add_argument("--data-dir", default=None, help="persist state in this folder (default: in memory)")
     parser.add_argument("--account", default=DEV_ACCOUNT)
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS (for token credentials)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     args = parser.parse_args(argv)
 
-    server = EmulatorServer(args.host, args.port, Emulator(account=args.account, data_dir=args.data_dir))
+    server = EmulatorServer(args.host, args.port, Emulator(account=args.account, data_dir=args.data_dir),
+                            args.tls_cert, args.tls_key)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature

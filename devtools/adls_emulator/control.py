@@ -9,24 +9,27 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 
 
 class EmulatorControl:
-    def __init__(self, base_url: str, timeout: float = 10.0):
-        """``base_url`` is ``http://HOST:PORT`` (an account URL ``.../devstoreaccount1`` also works)."""
+    def __init__(self, base_url: str, timeout: float = 10.0, cafile: str | None = None):
+        """``base_url`` is ``http://HOST:PORT`` (an account URL ``.../devstoreaccount1`` also works);
+        ``cafile`` trusts the certificate of an emulator started with ``--tls-cert``."""
         parts = base_url.rstrip("/").split("/")
         self.base_url = "/".join(parts[:3])
         self.timeout = timeout
+        self._context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(self.base_url + "/_emulator" + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise RuntimeError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -655,9 +656,18 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, emulator: Emulator):
+    def __init__(self, host: str, port: int, emulator: Emulator, tls_cert: str | None = None,
+                 tls_key: str | None = None):
+        """``tls_cert``/``tls_key`` (PEM files) serve HTTPS instead of HTTP: the storage SDK sends
+        token (bearer) credentials only over HTTPS."""
         handler = type("BoundHandler", (_Handler,), {"emulator": emulator})
         super().__init__((host, port), handler)
+        self.scheme = "http"
+        if tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_cert, tls_key)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.emulator = emulator
         self.emulator.handlers.public_url = self.account_url
 
@@ -667,7 +677,7 @@ class EmulatorServer(ThreadingHTTPServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.server_address[0]}:{self.port}"
+        return f"{self.scheme}://{self.server_address[0]}:{self.port}"
 
     @property
     def account_url(self) -> str:
@@ -708,6 +718,11 @@ class RunningEmulator:
 
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
-                    account: str = DEV_ACCOUNT) -> RunningEmulator:
-    """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread."""
-    return RunningEmulator(EmulatorServer(host, port, Emulator(account=account, data_dir=data_dir)))
+                    account: str = DEV_ACCOUNT, tls_cert: str | None = None,
+                    tls_key: str | None = None) -> RunningEmulator:
+    """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
+
+    With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials).
+    """
+    emulator = Emulator(account=account, data_dir=data_dir)
+    return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

@@ -58,7 +58,7 @@ class _Clock:
         with self._lock:
             value = max(self._last + 1, _FILETIME_EPOCH + time.time_ns() // 100)
             self._last = value
-        return f'"0x{value + 0x7000000000000000:015X}"'
+        return f'"0x{value + 0x0700000000000000:015X}"'
 
 
 _CLOCK = _Clock()
