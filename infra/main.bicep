@@ -192,9 +192,9 @@ param statusMaxPositionAgeSeconds int = 600
 @description('E-mail address for the alerts. Empty: the action group has no receiver.')
 param alertEmail string = ''
 
-@description('Position age, in seconds, above which the lag alert fires.')
+@description('Lag, in seconds, of the lake behind MongoDB above which the lag alert fires.')
 @minValue(60)
-param alertPositionAgeSeconds int = 900
+param alertLagSeconds int = 900
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -364,7 +364,7 @@ module alerts 'modules/alerts.bicep' = {
     tags: allTags
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
-    positionAgeThresholdSeconds: alertPositionAgeSeconds
+    lagThresholdSeconds: alertLagSeconds
   }
 }
 

@@ -37,4 +37,4 @@ param onHistoryLost = 'fail'
 param statusMaxPositionAgeSeconds = 600
 
 param alertEmail = readEnvironmentVariable('DEPLOY_ALERT_EMAIL', '')
-param alertPositionAgeSeconds = 1800
+param alertLagSeconds = 1800

@@ -40,4 +40,4 @@ param onHistoryLost = 'fail'
 param statusMaxPositionAgeSeconds = 600
 
 param alertEmail = readEnvironmentVariable('DEPLOY_ALERT_EMAIL', '')
-param alertPositionAgeSeconds = 900
+param alertLagSeconds = 900

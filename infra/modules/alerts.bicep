@@ -19,12 +19,12 @@ param alertEmail string = ''
 @description('Name of the timer function whose runs are watched.')
 param drainFunctionName string = 'drain'
 
-@description('Custom metric (or `name=value` log field) carrying the age in seconds of the saved change-stream position.')
-param positionAgeMetricName string = 'position_age_seconds'
+@description('Field of the JSON run report (one log line per drain run) that holds the lag, in seconds, of the last event written behind the time of the run.')
+param lagField string = 'lag_seconds'
 
-@description('Position age, in seconds, above which the lag alert fires.')
+@description('Lag, in seconds, above which the lag alert fires.')
 @minValue(60)
-param positionAgeThresholdSeconds int = 900
+param lagThresholdSeconds int = 900
 
 @description('Failed drain runs within the window that fire the failure alert.')
 @minValue(1)
@@ -131,16 +131,16 @@ resource drainStalled 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
-// Lag: the saved position is older than the threshold, so the lake is that far behind MongoDB.
-// Reads the value from a custom metric or from a `position_age_seconds=<n>` field in a log line.
-resource positionAge 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
-  name: '${namePrefix}-position-age'
+// Lag: the lake is more than the threshold behind MongoDB. Every drain run logs its report as one
+// JSON line (a trace); the query reads its lag field. A stopped drain is the stalled alert's job.
+resource lag 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-lag'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: '${namePrefix}: change-stream position too old'
-    description: 'The saved change-stream position is older than ${positionAgeThresholdSeconds} seconds.'
+    displayName: '${namePrefix}: lake behind MongoDB'
+    description: 'A drain run reported the lake more than ${lagThresholdSeconds} seconds behind the change stream.'
     severity: 2
     enabled: true
     scopes: [
@@ -151,11 +151,11 @@ resource positionAge 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     criteria: {
       allOf: [
         {
-          query: 'union isfuzzy=true (customMetrics | where name == "${positionAgeMetricName}" | project timestamp, age = todouble(valueMax)), (traces | where message has "${positionAgeMetricName}=" | project timestamp, age = todouble(extract(@"${positionAgeMetricName}=([0-9.]+)", 1, message))) | where isnotnull(age)'
+          query: 'traces | where message startswith "{" and message has "\\"${lagField}\\"" | extend lag = todouble(parse_json(message)["${lagField}"]) | where isnotnull(lag) | project timestamp, lag'
           timeAggregation: 'Maximum'
-          metricMeasureColumn: 'age'
+          metricMeasureColumn: 'lag'
           operator: 'GreaterThan'
-          threshold: positionAgeThresholdSeconds
+          threshold: lagThresholdSeconds
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -176,5 +176,5 @@ output actionGroupId string = actionGroup.id
 output alertRuleIds array = [
   drainFailures.id
   drainStalled.id
-  positionAge.id
+  lag.id
 ]

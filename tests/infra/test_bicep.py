@@ -568,10 +568,24 @@ def test_alerts_on_failures_stalls_and_position_age_notify_the_action_group():
         queries[symbol] = " ".join(c["query"] for c in props["criteria"]["allOf"])
     assert any("success == false" in q for q in queries.values()), "no alert on failed runs"
     assert any("success == true" in q for q in queries.values()), "no alert on runs stopping"
-    assert any("${positionAgeMetricName}" in q for q in queries.values()), "no alert on position age (lag)"
+    assert any("${lagField}" in q for q in queries.values()), "no alert on lag"
     params = body(main()["modules"]["alerts"])["params"]
     assert params["alertEmail"] == "alertEmail"
     assert accessor(params["appInsightsId"]) == "monitoring.outputs.appInsightsId"
+
+
+def test_alert_queries_match_what_the_app_logs():
+    """The alerts read the host's request for the `drain` function and the run report's lag field."""
+    doc = module("alerts")
+    function_name = param_default(doc, "drainFunctionName")
+    text = (ROOT / "function_app.py").read_text()
+    assert re.search(rf"^def {function_name}\(", text, re.M), f"no function {function_name} in function_app.py"
+    assert not re.search(r"function_name\(", text), "a renamed function would need drainFunctionName updated"
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from shared.drain import RunReport  # noqa: PLC0415
+
+    assert param_default(doc, "lagField") in RunReport.__dataclass_fields__
 
 
 # ------------------------------------------------------------------------------------------------
