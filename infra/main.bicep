@@ -212,10 +212,10 @@ var names = {
   identity: 'id-${baseName}'
   workspace: 'log-${baseName}-${suffix}'
   appInsights: 'appi-${baseName}-${suffix}'
-  hostStorage: take('st${namePrefix}h${suffix}', 24)
-  lakeStorage: take('st${namePrefix}l${suffix}', 24)
-  checkpointStorage: take('st${namePrefix}c${suffix}', 24)
-  keyVault: 'kv-${namePrefix}-${take(suffix, 11)}'
+  hostStorage: toLower(take('st${namePrefix}h${suffix}', 24))
+  lakeStorage: toLower(take('st${namePrefix}l${suffix}', 24))
+  checkpointStorage: toLower(take('st${namePrefix}c${suffix}', 24))
+  keyVault: toLower('kv-${namePrefix}-${take(suffix, 11)}')
   vnet: 'vnet-${baseName}'
   plan: 'plan-${baseName}'
   functionApp: 'func-${baseName}-${suffix}'

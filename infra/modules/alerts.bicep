@@ -30,9 +30,14 @@ param lagThresholdSeconds int = 900
 @minValue(1)
 param failedRunsThreshold int = 2
 
-@description('Window, in minutes, with no successful drain run that fires the stalled alert.')
-@minValue(5)
-@maxValue(1440)
+@description('Window, in minutes, with no successful drain run that fires the stalled alert (a window size log alerts accept).')
+@allowed([
+  10
+  15
+  30
+  45
+  60
+])
 param stalledAfterMinutes int = 15
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {

@@ -65,19 +65,56 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 }
 
 // Platform settings. The content-share connection string is built here from listKeys(), so the
-// key is never a parameter, an output or a value in a parameters file.
-var platformSettings = {
-  FUNCTIONS_EXTENSION_VERSION: '~4'
-  FUNCTIONS_WORKER_RUNTIME: 'python'
-  AzureWebJobsStorage__accountName: hostStorage.name
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__clientId: identityClientId
-  WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorage.listKeys().keys[0].value}'
-  WEBSITE_CONTENTSHARE: contentShareName
-  WEBSITE_RUN_FROM_PACKAGE: '1'
-  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
-  AZURE_CLIENT_ID: identityClientId
-}
+// key is never a parameter, an output or a value in a parameters file. (An array literal, not a
+// loop: a for-expression may not iterate over a value that needs listKeys().)
+var platformSettings = [
+  {
+    name: 'FUNCTIONS_EXTENSION_VERSION'
+    value: '~4'
+  }
+  {
+    name: 'FUNCTIONS_WORKER_RUNTIME'
+    value: 'python'
+  }
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: hostStorage.name
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING'
+    value: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorage.listKeys().keys[0].value}'
+  }
+  {
+    name: 'WEBSITE_CONTENTSHARE'
+    value: contentShareName
+  }
+  {
+    name: 'WEBSITE_RUN_FROM_PACKAGE'
+    value: '1'
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsightsConnectionString
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+]
+
+// The app's own settings, from the appSettings object parameter.
+var ownSettings = [for setting in items(appSettings): {
+  name: setting.key
+  value: setting.value
+}]
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: Zone redundancy needs at least 3 always-running instances; the drain timer is a singleton, so it would triple the cost for no throughput. The saved position makes a restart on another instance lossless.
@@ -129,10 +166,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       http20Enabled: true
       use32BitWorkerProcess: false
-      appSettings: [for setting in items(union(platformSettings, appSettings)): {
-        name: setting.key
-        value: setting.value
-      }]
+      appSettings: concat(platformSettings, ownSettings)
     }
   }
 }

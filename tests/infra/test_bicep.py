@@ -152,13 +152,17 @@ def app_settings() -> dict[str, Any]:
     """Every app setting the Bicep sets: the platform ones of the module plus the app's own."""
     site_doc = module("functionapp")
     _, site = the_resource(site_doc, "Microsoft.Web/sites")
-    loop = body(site)["properties"]["siteConfig"]["appSettings"]
-    source = loop["loop_type"]["detail"]["array_name"]["function"]
-    assert source["type"] == "items"
-    union = source["parameters"]["arg_1"]["function"]
-    assert union["type"] == "union"
-    assert [union["parameters"]["arg_1"], union["parameters"]["arg_2"]] == ["platformSettings", "appSettings"]
-    platform = site_doc["variables"]["platformSettings"]["value"]
+    combined = body(site)["properties"]["siteConfig"]["appSettings"]["function"]
+    assert combined["type"] == "concat"
+    assert list(combined["parameters"].values()) == ["platformSettings", "ownSettings"]
+    platform_list = site_doc["variables"]["platformSettings"]["value"]
+    platform = {item["name"]: item["value"] for item in platform_list}
+    assert len(platform) == len(platform_list), "a platform setting is set twice"
+    own_loop = site_doc["variables"]["ownSettings"]["value"]
+    source = own_loop["loop_type"]["detail"]["array_name"]["function"]
+    assert source["type"] == "items" and source["parameters"]["arg_1"] == "appSettings"
+    assert accessor(own_loop["config"]["name"]) == "setting.key"
+    assert accessor(own_loop["config"]["value"]) == "setting.value"
     passed = main()["modules"]["functionApp"]["config"]["params"]["appSettings"]
     own = main()["variables"][passed]["value"]
     overlap = set(platform) & set(own)
