@@ -48,7 +48,9 @@ REQUIRED_APP_SETTINGS = {
     "MAX_BUFFER_BYTES", "ON_HISTORY_LOST", "STATUS_MAX_POSITION_AGE_SECONDS", "AZURE_CLIENT_ID",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
 }
-FORBIDDEN_APP_SETTINGS = {"ADLS_SAS", "ADLS_SHARED_KEY", "ADLS_CONNECTION_STRING", "CHECKPOINT_CONNECTION_STRING"}
+FORBIDDEN_APP_SETTINGS = {
+    "ADLS_SAS", "ADLS_SHARED_KEY", "ADLS_CONNECTION_STRING", "CHECKPOINT_CONNECTION_STRING",
+}
 PLATFORM_PREFIXES = ("FUNCTIONS_", "AzureWebJobs", "WEBSITE_", "APPLICATIONINSIGHTS_")
 PLATFORM_NAMES = {"AZURE_CLIENT_ID"}
 
@@ -132,7 +134,8 @@ def role_assignments() -> list[dict[str, Any]]:
         for symbol, res in resources_of(doc, "Microsoft.Authorization/roleAssignments").items():
             cfg = body(res)
             role_def = cfg["properties"]["roleDefinitionId"]["function"]
-            assert role_def["type"] == "subscription_resource_id", f"{path.name}:{symbol} role not a built-in id"
+            assert role_def["type"] == "subscription_resource_id", (
+                f"{path.name}:{symbol} role not a built-in id")
             assert role_def["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
             role_ref = role_def["parameters"]["resource_name_1"]
             role_id = doc.get("variables", {}).get(role_ref, {}).get("value", role_ref)
@@ -334,7 +337,8 @@ def test_content_share_key_is_built_inside_bicep_and_never_a_parameter_or_output
     for path in BICEP_FILES:
         doc = parse(path)
         for name in doc.get("parameters", {}):
-            assert not re.search(r"accountkey|sharedkey|storagekey|sas|storageconnection|sharekey", name, re.I), (
+            keyish = r"accountkey|sharedkey|storagekey|sas|storageconnection|sharekey"
+            assert not re.search(keyish, name, re.I), (
                 f"{path.name}: parameter {name} looks like a storage key")
             if "secure" in decorators(doc, name):
                 assert name == "mongoUri", f"{path.name}: unexpected secure parameter {name}"
@@ -412,8 +416,10 @@ def test_key_vault_uses_rbac_and_the_mongo_uri_is_a_key_vault_reference():
     assert "secure" in decorators(doc, "mongoUri")
     assert "secure" in decorators(main(), "mongoUri")
     # Versionless URI: a new secret version is picked up without redeploying.
-    assert doc["outputs"]["mongoUriSecretUri"]["value"] == "${vault.properties.vaultUri}secrets/${mongoUriSecretName}"
-    assert app_settings()["MONGO_URI"] == "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.mongoUriSecretUri})"
+    secret_uri = doc["outputs"]["mongoUriSecretUri"]["value"]
+    assert secret_uri == "${vault.properties.vaultUri}secrets/${mongoUriSecretName}"
+    mongo_uri = app_settings()["MONGO_URI"]
+    assert mongo_uri == "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.mongoUriSecretUri})"
     assert body(main()["modules"]["keyVault"])["params"]["mongoUri"] == "mongoUri"
 
 
@@ -471,7 +477,8 @@ def is_platform(name: str) -> bool:
 def test_required_settings_are_set_and_key_based_ones_are_not():
     names = set(app_settings())
     assert REQUIRED_APP_SETTINGS <= names, f"missing: {sorted(REQUIRED_APP_SETTINGS - names)}"
-    assert not (FORBIDDEN_APP_SETTINGS & names), f"secrets the identity replaces: {FORBIDDEN_APP_SETTINGS & names}"
+    replaced = FORBIDDEN_APP_SETTINGS & names
+    assert not replaced, f"secrets the identity replaces: {sorted(replaced)}"
 
 
 def test_app_settings_match_the_settings_module():
@@ -479,9 +486,11 @@ def test_app_settings_match_the_settings_module():
     specs = {s.name: s for s in settings.SETTINGS}
     bicep = app_settings()
     app_names = {n for n in bicep if not is_platform(n)}
-    assert app_names <= set(specs), f"set in Bicep but unknown to shared/settings.py: {sorted(app_names - set(specs))}"
+    unknown = app_names - set(specs)
+    assert not unknown, f"set in Bicep but unknown to shared/settings.py: {sorted(unknown)}"
     non_secret = {n for n, s in specs.items() if not s.secret}
-    assert non_secret <= set(bicep), f"read by the app but not set in Bicep: {sorted(non_secret - set(bicep))}"
+    unset = non_secret - set(bicep)
+    assert not unset, f"read by the app but not set in Bicep: {sorted(unset)}"
     # A secret may be set only as a Key Vault reference.
     for name in app_names:
         if specs[name].secret:
@@ -583,7 +592,8 @@ def test_alert_queries_match_what_the_app_logs():
     doc = module("alerts")
     function_name = param_default(doc, "drainFunctionName")
     text = (ROOT / "function_app.py").read_text()
-    assert re.search(rf"^def {function_name}\(", text, re.M), f"no function {function_name} in function_app.py"
+    assert re.search(rf"^def {function_name}\(", text, re.M), (
+        f"no function {function_name} in function_app.py")
     assert not re.search(r"function_name\(", text), "a renamed function would need drainFunctionName updated"
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -631,7 +641,8 @@ def test_no_secrets_or_machine_paths_in_infra():
         if not path.is_file():
             continue
         text = path.read_text()
-        assert not re.search(r"mongodb(\+srv)?://[^\s'\"/@]+:[^\s'\"/@]+@", text), f"{path}: credentials in a URI"
+        credentials = r"mongodb(\+srv)?://[^\s'\"/@]+:[^\s'\"/@]+@"
+        assert not re.search(credentials, text), f"{path}: credentials in a URI"
         assert not re.search(r"AccountKey=[A-Za-z0-9+/]{20,}", text), f"{path}: an account key"
         assert not re.search(r"SharedAccessSignature=|[?&]sig=", text), f"{path}: a SAS"
         assert "/work/" not in text and "/home/" not in text, f"{path}: a machine-specific path"
@@ -677,7 +688,8 @@ sys.exit(1 if bad else 0)
 
 @pytest.mark.timeout(CHECKOV_TIMEOUT + 60)
 def test_checkov_parses_every_bicep_file(checkov_report):
-    assert checkov_report["summary"]["parsing_errors"] == 0, f"checkov could not parse: {checkov_report['summary']}"
+    summary = checkov_report["summary"]
+    assert summary["parsing_errors"] == 0, f"checkov could not parse: {summary}"
     # checkov has no checks for some resource types (identity, monitoring, alerts), so its report
     # cannot show that it read those files: parse each one with checkov's own (older) pycep.
     venv = Path(os.environ.get("CHECKOV_VENV", ROOT / ".local" / "checkov-venv"))
