@@ -21,6 +21,7 @@ param logRetentionDays = 30
 param enableVnetIntegration = false
 
 param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+// The source to watch: set these to your database (and collection, or '' for the whole database).
 param mongoDatabase = 'app'
 param mongoCollection = ''
 param mongoPipeline = '[]'

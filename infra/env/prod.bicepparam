@@ -24,6 +24,7 @@ param enableNatGateway = true
 param atlasPrivateLinkServiceId = readEnvironmentVariable('DEPLOY_ATLAS_PRIVATE_LINK_SERVICE_ID', '')
 
 param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+// The source to watch: set these to your database (and collection, or '' for the whole database).
 param mongoDatabase = 'app'
 param mongoCollection = ''
 param mongoPipeline = '[]'
