@@ -381,12 +381,17 @@ def _find_secantusd() -> str:
     )
 
 
-def _find_azurite() -> str:
+def _find_azurite() -> list[str]:
+    """``[node, node_modules/.bin/azurite]``: node is named so the process is exec'd once (no
+    ``/usr/bin/env`` hop) and its command line is stable from the start."""
     override = os.environ.get("STACK_AZURITE_BIN")
     candidate = Path(override) if override else REPO_ROOT / "node_modules" / ".bin" / "azurite"
-    if candidate.exists():
-        return str(candidate)
-    raise StackError(f"azurite not found at {candidate}: run `make node_modules` (npm ci) first")
+    if not candidate.exists():
+        raise StackError(f"azurite not found at {candidate}: run `make node_modules` (npm ci) first")
+    node = shutil.which("node")
+    if node is None:
+        raise StackError("node not found on PATH: Azurite needs Node.js (20 or newer)")
+    return [node, str(candidate)]
 
 
 class LocalStack:
@@ -478,7 +483,7 @@ class LocalStack:
             return argv, self.base_dir, {"mongo": p.mongo}
         if name == "azurite":
             argv = [
-                _find_azurite(), "--skipApiVersionCheck", "--silent", "--disableTelemetry",
+                *_find_azurite(), "--skipApiVersionCheck", "--silent", "--disableTelemetry",
                 "--location", str(self.data_dir("azurite")),
                 "--blobHost", HOST, "--blobPort", str(p.blob),
                 "--queueHost", HOST, "--queuePort", str(p.queue),
@@ -629,7 +634,9 @@ class LocalStack:
     ) -> None:
         last_error: Exception | None = None
         while True:
-            if (popen is not None and popen.poll() is not None) or not record.alive():
+            # a process this call started is judged by its exit status: its /proc entry can be
+            # inconsistent for a moment while it execs an interpreter
+            if (popen.poll() is not None) if popen is not None else not record.alive():
                 raise StackError(f"{name} exited before it was ready; last lines of {record.log}:\n"
                                  + self.log_tail(name))
             if all(port_open(port) for port in record.ports.values()):

@@ -227,15 +227,20 @@ def fresh_table_name(table_service) -> Iterator[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def emulator_control(stack: LocalStack):
     """``devtools.adls_emulator.control.EmulatorControl`` of the session's emulator (fault injection,
-    request counts). Skipped when a real ADLS Gen2 account is configured."""
+    request counts), with faults cleared and counters reset before the test and faults cleared after.
+    Skipped when a real ADLS Gen2 account is configured."""
     if not stack.manages("adls"):
         pytest.skip("needs the local ADLS Gen2 emulator: a real account is configured (TEST_ADLS_ACCOUNT_URL)")
     from devtools.adls_emulator.control import EmulatorControl
 
-    return EmulatorControl(f"http://127.0.0.1:{stack.ports.adls}")
+    control = EmulatorControl(f"http://127.0.0.1:{stack.ports.adls}")
+    control.clear_faults()
+    control.reset_stats()
+    yield control
+    control.clear_faults()
 
 
 @pytest.fixture
