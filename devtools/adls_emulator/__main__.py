@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="adls-emulator", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="adls-emulator",
+                              daemon=True)
     thread.start()
     print(f"ADLS Gen2 emulator listening on {server.account_url} "
           f"(data: {args.data_dir or 'in memory'})", flush=True)

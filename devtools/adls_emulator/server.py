@@ -689,7 +689,8 @@ class RunningEmulator:
 
     def __init__(self, server: EmulatorServer):
         self.server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="adls-emulator", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="adls-emulator", daemon=True)
         self._thread.start()
 
     @property

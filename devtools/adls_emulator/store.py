@@ -512,6 +512,12 @@ class Store:
                 fs.nodes[path] = node
             if proposed_lease_id or lease_duration is not None:
                 node.lease.acquire(proposed_lease_id, -1 if lease_duration is None else lease_duration)
+            if kind == "directory" and "/" in path:
+                # Recorded: creating a subdirectory gives the parent directory the new ETag (a rename
+                # of the parent then answers it); creating a file leaves the parent unchanged.
+                parent = fs.nodes[path.rsplit("/", 1)[0]]
+                parent.etag, parent.last_modified = node.etag, node.last_modified
+                changed.append(path.rsplit("/", 1)[0])
             self._save_nodes(fs, changed)
             return self._info(path, node)
 
@@ -797,7 +803,7 @@ def _lease_before_write(lease: Lease, action: str | None, lease_id: str | None, 
         if lease.locked and lease.lease_id != proposed_id:
             raise error(409, "LeaseAlreadyPresent")
         lease.acquire(proposed_id, -1 if duration is None else duration)
-        return {"x-ms-lease-id": lease.lease_id or ""}
+        return {}  # the service does not echo the lease ID on append/flush (recorded)
     lease.check_write(lease_id, "dfs")
     if action == "auto-renew":
         lease.renew(lease_id)
@@ -810,7 +816,6 @@ def _lease_before_write(lease: Lease, action: str | None, lease_id: str | None, 
 def _lease_after_write(lease: Lease, action: str | None, extra: dict[str, str]) -> None:
     if (action or "").lower() in ("release", "acquire-release"):
         lease.state, lease.lease_id, lease.expires_at, lease.break_at = "available", None, None, None
-        extra.pop("x-ms-lease-id", None)
 
 
 def _encode_continuation(last: str) -> str:

@@ -31,6 +31,7 @@ from azure.storage.filedatalake import (
     DataLakeLeaseClient,
     DataLakeServiceClient,
     FileSystemSasPermissions,
+    LinearRetry,
     generate_file_system_sas,
 )
 
@@ -565,8 +566,8 @@ def test_fault_error_is_consumed(emu, emu_fs, emu_control):
 
 
 def test_fault_error_is_retried_by_the_sdk(emu, emu_fs, emu_control):
-    svc = DataLakeServiceClient(emu.url, credential=SHARED_KEY, retry_total=3, retry_backoff_factor=0.01,
-                                initial_backoff=0, increment_base=0)
+    svc = DataLakeServiceClient(emu.url, credential=SHARED_KEY,
+                                retry_policy=LinearRetry(backoff=0, random_jitter_range=0, retry_total=3))
     f = svc.get_file_system_client(emu_fs.file_system_name).create_file("retried")
     emu_control.add_fault(op="append", count=2, status=500, code="InternalError")
     emu_control.reset_stats()
