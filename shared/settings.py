@@ -165,6 +165,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     db, coll = raw("MONGO_DB") or None, raw("MONGO_COLL") or None
     if coll and not db:
         problems.append("MONGO_COLL: needs MONGO_DB (a collection is watched within a database)")
+        coll = None
     for name, value in (("MONGO_DB", db), ("MONGO_COLL", coll)):
         if value and ("\x00" in value or (name == "MONGO_DB" and any(c in value for c in '/\\. "$'))):
             problems.append(f"{name}: {value!r} is not a valid MongoDB name")
