@@ -276,7 +276,7 @@ class AccountHandlers:
             self.lease_duration(req) or -1, _int(req.header("x-ms-lease-break-period"), "break period"))
         info = self.store.filesystem_info(req.filesystem)
         headers = self.write_headers(info["etag"], info["last_modified"])
-        headers.update({k: v for k, v in out.items() if k.startswith("x-ms-")})
+        headers.update(out)
         return Response(_LEASE_STATUS.get(action, 200), headers)
 
     def list_filesystems(self, req: Request) -> Response:

@@ -440,7 +440,6 @@ class Store:
         with self._lock:
             fs = self._get_fs(name, "blob")
             out = _lease_action(fs.lease, action, lease_id, proposed_id, duration, break_period)
-            out.update({"ETag": fs.etag, "last_modified": str(fs.last_modified)})
             self._save_fs(fs)
             return out
 
