@@ -231,6 +231,17 @@ def test_parallel_appends_at_distinct_positions(emu_fs):
     assert f.download_file().readall() == b"hello world"
 
 
+def test_concurrent_appends_from_threads(emu_fs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    f = emu_fs.create_file("threads")
+    chunks = [bytes([65 + i]) * 1000 for i in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: f.append_data(chunks[i], offset=i * 1000), range(16)))
+    f.flush_data(16000)
+    assert f.download_file().readall() == b"".join(chunks)
+
+
 def test_read_ranges(emu_fs):
     data = b"12345" * 1025
     f = emu_fs.create_file("big")
