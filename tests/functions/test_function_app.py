@@ -1,0 +1,75 @@
+"""The Functions app without the host: bindings from the indexed app, the function called directly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.functions.timer import TimerRequest
+from croniter import croniter
+
+import function_app
+from shared.checkpoint import CheckpointStore
+from shared.settings import SETTINGS, Settings
+
+
+@pytest.fixture(scope="module")
+def functions():
+    # get_functions() may be called once per app object
+    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+
+
+def test_drain_is_a_timer_on_the_schedule_setting(functions):
+    binding = json.loads(functions["drain"].get_function_json())["bindings"][0]
+    assert binding["type"] == "timerTrigger" and binding["direction"] == "IN"
+    assert binding["schedule"] == "%DRAIN_SCHEDULE%"
+    assert binding["runOnStartup"] is False and binding["useMonitor"] is True
+
+
+def test_default_schedule_is_every_minute():
+    default = next(s.default for s in SETTINGS if s.name == "DRAIN_SCHEDULE")
+    assert default == "0 */1 * * * *"
+    it = croniter(default, second_at_beginning=True, start_time=0)
+    assert [it.get_next() for _ in range(3)] == [60, 120, 180]
+
+
+def test_local_settings_example_points_at_the_local_stack():
+    with open("local.settings.json.example", encoding="utf-8") as handle:
+        values = json.load(handle)["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert {s.name for s in SETTINGS} <= set(values) | {"ADLS_SAS", "ADLS_CONNECTION_STRING", "CHECKPOINT_ACCOUNT_URL"}
+    Settings.from_env(values)  # valid as shipped
+
+
+def test_requirements_hold_runtime_dependencies_only():
+    with open("requirements.txt", encoding="utf-8") as handle:
+        names = {line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+                 for line in handle if line.strip() and not line.startswith("#")}
+    assert "azure-functions" in names and "pymongo" in names
+    assert not names & {"azure-functions-worker", "secantusdb", "pytest"}
+
+
+def test_timer_call_drains_against_the_local_stack(monkeypatch, stack_env, fresh_filesystem, fresh_table_name,
+                                                    mongo_client, fresh_db_name, datalake_service):
+    env = {**stack_env, "ADLS_FILESYSTEM": fresh_filesystem, "CHECKPOINT_TABLE": fresh_table_name,
+           "MONGO_DB": fresh_db_name, "DRAIN_SCHEDULE": "0 */1 * * * *", "DRAIN_BUDGET_SECONDS": "20"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    function_app.drain(TimerRequest(past_due=False))  # first tick: saves the starting position
+    mongo_client[fresh_db_name].orders.insert_many([{"i": i} for i in range(4)])
+    function_app.drain(TimerRequest(past_due=True))
+    checkpoint = CheckpointStore(Settings.from_env(env)).load().checkpoint
+    assert checkpoint.seq == 4 and checkpoint.last_run["events"] == 4
+    fs = datalake_service.get_file_system_client(fresh_filesystem)
+    files = [p.name for p in fs.get_paths(recursive=True) if not p.is_directory]
+    assert len(files) == 1 and files[0].startswith(f"{fresh_db_name}/orders/year=")
+
+
+def test_a_failed_run_raises_so_the_host_records_it(monkeypatch, stack_env, fresh_table_name):
+    env = {**stack_env, "CHECKPOINT_TABLE": fresh_table_name,
+           "MONGO_URI": "mongodb://127.0.0.1:1/?replicaSet=x&serverSelectionTimeoutMS=300"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RuntimeError, match="transient"):
+        function_app.drain(TimerRequest(past_due=False))
