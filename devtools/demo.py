@@ -39,7 +39,8 @@ def write_changes(client, rng: random.Random) -> None:
     """Inserts, updates, a replace, deletes and a multi-document transaction."""
     shop, analytics = client[DATABASES[0]], client[DATABASES[1]]
     now = dt.datetime.now(dt.timezone.utc)
-    customers = [{"_id": f"cust-{i:03d}", "name": name, "since": now - dt.timedelta(days=400 * i),
+    stamp = now.strftime("%H%M%S")  # a demo can run again on the same stack
+    customers = [{"_id": f"cust-{stamp}-{i}", "name": name, "since": now - dt.timedelta(days=400 * i),
                   "tier": rng.choice(["gold", "silver"])}
                  for i, name in enumerate(["Ada", "Grace", "Linus", "Barbara"])]
     shop.customers.insert_many(customers)
@@ -49,7 +50,7 @@ def write_changes(client, rng: random.Random) -> None:
         "placedAt": now, "ref": ObjectId(), "audit": {"version": Int64(1)},
     } for _ in range(8)]).inserted_ids
     shop.orders.update_one({"_id": order_ids[0]}, {"$set": {"status": "shipped"}, "$inc": {"audit.version": 1}})
-    shop.orders.replace_one({"_id": order_ids[1]}, {"customer": "cust-000", "total": Decimal128("0.00"),
+    shop.orders.replace_one({"_id": order_ids[1]}, {"customer": customers[0]["_id"], "total": Decimal128("0.00"),
                                                      "status": "cancelled"})
     shop.orders.delete_one({"_id": order_ids[2]})
     shop.customers.update_many({"tier": "gold"}, {"$set": {"discount": 0.1}})
