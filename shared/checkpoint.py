@@ -238,6 +238,18 @@ class CheckpointStore:
                 raise
         checkpoint.etag = results[0]["etag"]
 
+    def forget_folders(self, folders: list[str]) -> None:
+        """Delete the rows of folders no event can reach any more (best effort: a leftover row is harmless)."""
+        keys = [folder_row_key(f) for f in folders]
+        for start in range(0, len(keys), MAX_TRANSACTION):
+            try:
+                self.requests += 1
+                self._table.submit_transaction(
+                    [("delete", {"PartitionKey": self._pipeline, "RowKey": k}) for k in keys[start:start + MAX_TRANSACTION]]
+                )
+            except AzureError as exc:
+                log.info("pipeline %s: old folder rows not deleted (%s)", self._pipeline, exc.__class__.__name__)
+
     def save_report(self, checkpoint: Checkpoint) -> None:
         """Store the run report / error and release the lease (If-Match: only while this run owns it)."""
         with self._errors("saving the run report"):

@@ -76,6 +76,27 @@ def partition_dir(db: str | None, coll: str | None, cluster_seconds: int) -> str
     return f"{prefix}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
 
 
+def folder_day(folder: str) -> str | None:
+    """``YYYY-MM-DD`` of a partition folder (``None`` if it is not one), comparable as text."""
+    parts = folder.rsplit("/", 3)
+    if len(parts) != 4 or not (parts[1].startswith("year=") and parts[2].startswith("month=")
+                               and parts[3].startswith("day=")):
+        return None
+    return f"{parts[1][5:]}-{parts[2][6:]}-{parts[3][4:]}"
+
+
+def stale_folders(folders, last_cluster_seconds: int | None) -> list[str]:
+    """Folders whose day ended more than a day before the last committed event.
+
+    Cluster times only grow along a stream, and a replay starts at the committed position, so no
+    event can reach them again: their checkpoint rows can go (the table stays small).
+    """
+    if last_cluster_seconds is None:
+        return []
+    cutoff = datetime.fromtimestamp(last_cluster_seconds - 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+    return [f for f in folders if (day := folder_day(f)) is not None and day < cutoff]
+
+
 def window_start(cluster_seconds: int, window_seconds: int) -> int:
     return cluster_seconds - cluster_seconds % window_seconds
 

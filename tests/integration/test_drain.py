@@ -277,3 +277,18 @@ def test_events_are_raw_documents(pipeline):
         assert source._client.codec_options.document_class is RawBSONDocument
     finally:
         source.close()
+
+
+def test_rows_of_folders_no_event_can_reach_are_pruned(pipeline, mongo_client, table_service):
+    from shared.batch import FileState
+    from shared.checkpoint import _file_entity, folder_row_key
+
+    pipeline.run()
+    table = table_service.get_table_client(pipeline.env["CHECKPOINT_TABLE"])
+    old = FileState(f"{pipeline.dbs[0]}/c/year=2020/month=01/day=01", 0, 0, 10, '"x"', 0, "g")
+    table.upsert_entity(_file_entity(pipeline.env["PIPELINE_NAME"], old))
+    mongo_client[pipeline.dbs[0]].c.insert_one({"now": True})
+    pipeline.run()
+    keys = {row["RowKey"] for row in table.query_entities(f"PartitionKey eq '{pipeline.env['PIPELINE_NAME']}'")}
+    assert folder_row_key(old.dir) not in keys
+    assert len(keys) == 2  # the checkpoint and today's folder

@@ -54,3 +54,12 @@ def test_roll_by_window_and_size():
     assert next_file(OpenFile(3600, 0, 0), 3600, 500, 100) == OpenFile(3600, 0, 0)  # an oversize line: own file
     assert next_file(OpenFile(3600, 3, 95), 7200, 10, 100) == OpenFile(7200, 0, 0)
     assert layout.window_start(7199, 3600) == 3600
+
+
+def test_stale_folders_are_those_a_day_behind_the_last_event():
+    folders = ["a/b/year=2026/month=03/day=01", "a/b/year=2026/month=03/day=02", "a/b/year=2026/month=03/day=03",
+               "_cluster/_events/year=2025/month=12/day=31", "not-a-folder"]
+    assert layout.folder_day(folders[0]) == "2026-03-01" and layout.folder_day("x") is None
+    stale = layout.stale_folders(folders, ts("2026-03-03T10:00:00"))
+    assert stale == ["a/b/year=2026/month=03/day=01", "_cluster/_events/year=2025/month=12/day=31"]
+    assert layout.stale_folders(folders, None) == []
