@@ -210,6 +210,12 @@ class _DrainRun:
         self.checkpoint = new
         self.failpoint("after_commit")
         batch.committed(results)
+        if final:
+            stale = layout.stale_folders(list(batch.states), last_cluster)
+            if stale:
+                store.forget_folders(stale)
+                for folder in stale:
+                    del batch.states[folder]
         return new
 
     def _save_failure(self, store: CheckpointStore, checkpoint: Checkpoint) -> None:
