@@ -292,3 +292,23 @@ def test_rows_of_folders_no_event_can_reach_are_pruned(pipeline, mongo_client, t
     keys = {row["RowKey"] for row in table.query_entities(f"PartitionKey eq '{pipeline.env['PIPELINE_NAME']}'")}
     assert folder_row_key(old.dir) not in keys
     assert len(keys) == 2  # the checkpoint and today's folder
+
+
+def test_storage_calls_scale_with_files_not_events(pipeline, mongo_client, emulator_control):
+    pipeline.run()
+    db = mongo_client[pipeline.dbs[0]]
+    for coll in ("a", "b", "c"):
+        db[coll].insert_many([{"i": i} for i in range(300)])
+    emulator_control.reset_stats()
+    report = pipeline.run()
+    stats = emulator_control.stats()
+    assert report.events == 900 and report.files == 3
+    assert stats.get("create_file") == 3 and stats.get("append") == 3 and stats.get("flush") == 3
+    assert stats["total"] == 9
+    for coll in ("a", "b", "c"):
+        db[coll].insert_many([{"i": i} for i in range(100)])
+    emulator_control.reset_stats()
+    second = pipeline.run()
+    stats = emulator_control.stats()
+    assert second.events == 300 and stats["total"] == 6 and "create_file" not in stats  # append + flush per file
+    assert second.table_requests == 3  # load, lease, commit
