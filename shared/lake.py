@@ -115,12 +115,22 @@ class Lake:
     def _write_folder(self, files: list[PendingFile]) -> list[FileState]:
         out = []
         min_part = -1
+        hwm = 0
         for pending in files:
+            if pending.seqs[0] <= hwm:
+                # an earlier file of this folder was recovered and the folder already holds lines up
+                # to hwm (a folder is written in seq order): write only the lines above it
+                if pending.last_seq <= hwm:
+                    continue
+                pending = PendingFile(pending.base, bytearray(pending.after(hwm)), _tail(pending.seqs, hwm),
+                                      _shifted_ends(pending, hwm))
             if pending.base.part <= min_part and pending.base.etag is None:
                 # an earlier file of this folder was recovered into later parts: follow them
                 pending = PendingFile(replace(pending.base, part=min_part + 1), pending.data, pending.seqs, pending.ends)
             state = self._write_file(pending)
-            min_part = max(min_part, state.part)
+            # a part recovery left uncreated (etag None) is still free for the next file
+            min_part = max(min_part, state.part if state.etag is not None else state.part - 1)
+            hwm = max(hwm, state.hwm)
             out.append(state)
         return out
 
