@@ -1,4 +1,4 @@
-"""Azure Functions entry points (Python v2 model). Thin: build settings, call into ``shared``."""
+"""Azure Functions entry points (Python v2 model). Thin: each calls one function of ``shared``."""
 
 from __future__ import annotations
 
@@ -8,18 +8,26 @@ import os
 
 import azure.functions as func
 
-from shared.drain import run_drain
-from shared.settings import Settings
+from shared.pipelines import drain_all, failure_message
+from shared.status import status_report
 
 app = func.FunctionApp()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%DRAIN_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def drain(timer: func.TimerRequest) -> None:
-    """One drain per tick; a failed run raises so the host records the failure."""
-    settings = Settings.from_env(os.environ)
-    report = run_drain(settings)
+    """One run of every configured pipeline per tick; raises after all finished if any failed, so
+    the host records the failure."""
+    reports = drain_all(os.environ)
     if timer.past_due:
         logging.info("drain ran past due")
-    if report.outcome == "failed":
-        raise RuntimeError(json.dumps(report.error))
+    failed = failure_message(reports)
+    if failed:
+        raise RuntimeError(failed)
+
+
+@app.route(route="status", auth_level=func.AuthLevel.FUNCTION, methods=["GET"])
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    """Every pipeline's position age, last event time, lag, last run and error: 200 healthy, 503 not."""
+    code, body = status_report(os.environ)
+    return func.HttpResponse(json.dumps(body, default=str), status_code=code, mimetype="application/json")

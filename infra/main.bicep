@@ -185,6 +185,9 @@ param onHistoryLost string = 'fail'
 @minValue(1)
 param statusMaxPositionAgeSeconds int = 600
 
+@description('Several pipelines in one app (PIPELINES): a JSON array of objects, each with its own PIPELINE_NAME and scope (MONGO_DB, MONGO_COLL, MONGO_PIPELINE) and optional per-stream overrides. Empty: one pipeline from the settings above. When set, leave mongoDatabase, mongoCollection, mongoPipeline and pipelineName at their defaults. See docs/operations.md.')
+param pipelines string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Alerts
 // ---------------------------------------------------------------------------------------------
@@ -331,6 +334,7 @@ var appSettings = {
   MAX_BUFFER_BYTES: maxBufferBytes
   ON_HISTORY_LOST: onHistoryLost
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
+  PIPELINES: pipelines
 }
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -1,6 +1,10 @@
-"""Command line: ``python -m shared drain`` runs one drain; ``python -m shared status`` shows the
-pipeline. Both read the same settings as the Functions app, from the environment (and, for local
-use, from ``--env-file``, e.g. ``.local/stack.env``)."""
+"""Command line: ``python -m shared drain`` runs one drain of every configured pipeline (``PIPELINES``,
+or the single one of the top-level settings); ``python -m shared status`` shows them, as the
+``status`` function does. Both read the same settings as the Functions app, from the environment
+(and, for local use, from ``--env-file``, e.g. ``.local/stack.env``).
+
+Exit status: 0 ok; 1 a run failed (transient); 2 invalid settings or a terminal failure;
+3 ``status`` found a pipeline unhealthy."""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ import logging
 import os
 import sys
 
-from .errors import SettingsError, TerminalError
-from .settings import Settings
+from .errors import SettingsError
 
 
 def load_env_file(path: str) -> dict[str, str]:
@@ -32,28 +35,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     env = {**(load_env_file(args.env_file) if args.env_file else {}), **os.environ}
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
     if args.command == "drain":
-        from .drain import run_drain
+        from .pipelines import drain_all
 
-        report = run_drain(settings, env=env)
-        print(json.dumps(report.as_dict(), default=str))
-        if report.outcome == "failed":
-            return 2 if report.error and report.error.get("kind") == "terminal" else 1
+        try:
+            reports = drain_all(env)
+        except SettingsError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        for report in reports:
+            print(json.dumps(report.as_dict(), default=str))
+        failed = [r for r in reports if r.outcome == "failed"]
+        if failed:
+            return 2 if any((r.error or {}).get("kind") == "terminal" for r in failed) else 1
         return 0
-    from .status import pipeline_status
+    from .status import status_report
 
-    try:
-        status = pipeline_status(settings)
-    except TerminalError as exc:
-        print(str(exc), file=sys.stderr)
+    code, body = status_report(env)
+    print(json.dumps(body, indent=2, default=str))
+    if code == 500:
         return 2
-    print(json.dumps(status, indent=2, default=str))
-    return 0 if status["healthy"] else 3
+    return 0 if body["healthy"] else 3
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MAX_BUFFER_BYTES", "64MiB", "Buffered bytes that force an early commit within a run."),
     SettingSpec("ON_HISTORY_LOST", "fail", "When the stored position left the oplog: fail, or restart (with a gap record)."),
     SettingSpec("STATUS_MAX_POSITION_AGE_SECONDS", "600", "status answers 503 when the stored position is older."),
+    SettingSpec("PIPELINES", "", "JSON array of several pipelines, each an object with its own PIPELINE_NAME "
+                "(required, unique) and scope (MONGO_DB, MONGO_COLL, MONGO_PIPELINE) plus optional per-stream "
+                "overrides (ROLL_WINDOW ...); empty: one pipeline from the settings above."),
 )
 
 SETTING_NAMES = tuple(s.name for s in SETTINGS)
@@ -214,7 +217,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     max_age = check("STATUS_MAX_POSITION_AGE_SECONDS", _positive_number, 1, 10**8)
 
     if problems:
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        error = SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        error.problems = tuple(problems)  # one "NAME: message" each (shared.pipelines names the entry)
+        raise error
 
     return Settings(
         mongo_uri=Secret(mongo_uri),

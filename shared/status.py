@@ -1,11 +1,23 @@
-"""Pipeline status: position age, last event time and lag, last run, last error. Read-only."""
+"""Pipeline status: position age, last event time and lag, last run, last error. Read-only.
+
+``status_report(env)`` is what both the ``status`` HTTP function and ``python -m shared status``
+show: every configured pipeline (see ``shared.pipelines``), and an HTTP status code:
+
+* 200: every pipeline is healthy;
+* 503: at least one is not: no position saved yet (it never ran), the position was saved longer
+  ago than its ``STATUS_MAX_POSITION_AGE_SECONDS``, its last run failed, or its checkpoint cannot
+  be read;
+* 500: the settings are invalid (the message names each setting, never a value of a secret).
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Mapping
 
 from .checkpoint import CheckpointStore
+from .errors import DrainError, SettingsError, kind_of, redact
 from .settings import Settings
 
 
@@ -51,7 +63,39 @@ def pipeline_status(settings: Settings, store: CheckpointStore | None = None, no
     return status
 
 
-def _iso(seconds: int | None) -> str | None:
+def _iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def status_report(env: Mapping[str, str], now: float | None = None) -> tuple[int, dict]:
+    """(HTTP status, body) for every configured pipeline; the body never holds a secret."""
+    from .pipelines import load_pipelines
+
+    now = time.time() if now is None else now
+    checked_at = _iso(now)
+    try:
+        pipelines = load_pipelines(env)
+    except SettingsError as exc:
+        return 500, {"healthy": False, "checked_at": checked_at, "reason": "invalid settings",
+                     "error": {"kind": "terminal", "message": str(exc)}, "pipelines": []}
+    statuses = [_one_status(settings, now) for settings in pipelines]
+    unhealthy = [s["pipeline"] for s in statuses if not s["healthy"]]
+    body = {
+        "healthy": not unhealthy,
+        "checked_at": checked_at,
+        "reason": "ok" if not unhealthy else f"unhealthy: {', '.join(unhealthy)}",
+        "pipelines": statuses,
+    }
+    return (503 if unhealthy else 200), body
+
+
+def _one_status(settings: Settings, now: float) -> dict:
+    try:
+        return pipeline_status(settings, now=now)
+    except DrainError as exc:  # a corrupt or foreign checkpoint row, the table unreachable ...
+        message = redact(str(exc), settings.secrets)[:2000]
+        return {"pipeline": settings.pipeline_name, "scope": settings.scope.describe(), "checkpoint": None,
+                "healthy": False, "reason": f"cannot read the checkpoint ({kind_of(exc)})",
+                "error": {"kind": kind_of(exc), "message": message}}

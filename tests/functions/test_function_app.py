@@ -26,6 +26,18 @@ def test_drain_is_a_timer_on_the_schedule_setting(functions):
     assert binding["runOnStartup"] is False and binding["useMonitor"] is True
 
 
+def test_the_app_has_exactly_the_drain_timer_and_the_status_route(functions):
+    assert set(functions) == {"drain", "status"}
+
+
+def test_status_is_a_get_route_behind_a_function_key(functions):
+    bindings = json.loads(functions["status"].get_function_json())["bindings"]
+    trigger = next(b for b in bindings if b["type"] == "httpTrigger")
+    assert trigger["direction"] == "IN" and trigger["route"] == "status"
+    assert trigger["methods"] == ["GET"] and trigger["authLevel"] == "FUNCTION"
+    assert any(b["type"] == "http" and b["direction"] == "OUT" for b in bindings)
+
+
 def test_default_schedule_is_every_minute():
     default = next(s.default for s in SETTINGS if s.name == "DRAIN_SCHEDULE")
     assert default == "0 */1 * * * *"

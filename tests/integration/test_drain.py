@@ -240,8 +240,9 @@ def test_cli_drain_and_status(pipeline, mongo_client):
     assert report["events"] == 3 and report["outcome"] == "caught_up" and report["partitions"] == 1
     for key in ("bytes", "files", "first_cluster_time", "last_cluster_time", "lag_seconds", "duration_seconds"):
         assert key in report
-    status = json.loads(pipeline.run_cli("status").stdout)
-    assert status["healthy"] is True and status["checkpoint"]["seq"] == 3
+    body = json.loads(pipeline.run_cli("status").stdout)
+    (status,) = body["pipelines"]
+    assert body["healthy"] is True and status["healthy"] is True and status["checkpoint"]["seq"] == 3
     assert status["checkpoint"]["position_age_seconds"] < 600
     assert status["last_run"]["events"] == 3
 
