@@ -57,6 +57,9 @@ class ChangeSource:
         )
         self._stream = None
         self.invalidated = False
+        # Why computed once: ``Settings.secrets`` parses the URI and connection strings, and
+        # ``errors()`` runs for every event read.
+        self._secrets = settings.secrets
 
     def open(self, position: Position | None, start_at: datetime | None) -> None:
         settings = self._settings
@@ -111,7 +114,7 @@ class ChangeSource:
                 self._client.close()
 
     def errors(self, doing: str, opening: bool = False):
-        return _MongoErrors(doing, opening, self._settings.secrets)
+        return _MongoErrors(doing, opening, self._secrets)
 
 
 class _MongoErrors:
