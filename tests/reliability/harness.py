@@ -261,6 +261,17 @@ def _seq_problem(seqs: list[int]) -> str:
     return f"{len(seqs)} lines, duplicates {dupes[:10]}, missing {missing[:10]}"
 
 
+def lake_credential(env: dict):
+    """The lake credential of ``env`` (shared key or SAS), for clients a test builds itself."""
+    from azure.core.credentials import AzureSasCredential
+
+    from shared.lake import account_name
+
+    if env.get("ADLS_SAS"):
+        return AzureSasCredential(env["ADLS_SAS"].lstrip("?"))
+    return {"account_name": account_name(env["ADLS_ACCOUNT_URL"]), "account_key": env["ADLS_SHARED_KEY"]}
+
+
 def _base_env() -> dict:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
     return {k: os.environ[k] for k in keep if k in os.environ}

@@ -1,0 +1,110 @@
+"""Overlapping runs: one writer per pipeline at a time, through the lease on the checkpoint row."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+
+import pytest
+
+from shared.drain import lease_seconds
+
+from .harness import write_round
+
+SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
+ROUNDS = 8
+
+
+def _interval(report: dict) -> tuple[float, float]:
+    start = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00")).timestamp()
+    return start, start + report["duration_seconds"]
+
+
+@pytest.mark.slow
+def test_two_drains_started_together(make_pipeline, emulator_control):
+    """``ROUNDS`` times: writes, then two drain processes started at once. The first append of each
+    round is held for a few seconds (an emulator delay) so the runs overlap; the first round also
+    races the creation of the checkpoint row (409 for the loser)."""
+    pipeline = make_pipeline(**SMALL)
+    rng = random.Random(3)
+    skipped = 0
+    for _ in range(ROUNDS):
+        write_round(pipeline, rng, inserts=10)
+        emulator_control.add_fault(op="append", filesystem=pipeline.filesystem, action="delay", delay_seconds=3)
+        procs = [pipeline.start_drain(), pipeline.start_drain()]
+        results = [pipeline.finish(p) for p in procs]
+        for result in results:
+            assert result.returncode == 0, result.describe()
+        outcomes = sorted(r.outcome for r in results)
+        if "skipped" in outcomes:
+            skipped += 1
+            assert outcomes != ["skipped", "skipped"], "neither run drained"
+            loser = next(r for r in results if r.outcome == "skipped")
+            assert loser.report["events"] == 0 and loser.report["files"] == 0 and loser.report["commits"] == 0
+            assert loser.report["error"]["kind"] == "lease_held"
+            assert "leaves without writing" in loser.report["error"]["message"]
+        else:
+            # both wrote: then one ran after the other, never at the same time
+            (a0, a1), (b0, b1) = sorted(_interval(r.report) for r in results)
+            assert a1 <= b0, f"two runs wrote at the same time: {[r.report for r in results]}"
+        pipeline.assert_exactly_once()
+    assert skipped >= ROUNDS // 2, "the runs did not overlap: the test proved nothing"
+
+
+@pytest.mark.slow
+def test_a_dead_runs_lease_blocks_until_it_expires_then_is_taken_over(make_pipeline):
+    pipeline = make_pipeline(**SMALL)
+    rng = random.Random(5)
+    write_round(pipeline, rng, inserts=20)
+    before = time.time()
+    dead = pipeline.drain(failpoint="after_flush:2")
+    assert dead.killed
+    checkpoint = pipeline.checkpoint()
+    budget = float(pipeline.env["DRAIN_BUDGET_SECONDS"])
+    assert checkpoint.lease_owner and before < checkpoint.lease_until <= time.time() + lease_seconds(budget)
+
+    blocked = pipeline.drain()
+    assert blocked.returncode == 0 and blocked.outcome == "skipped", blocked.describe()
+    assert checkpoint.lease_owner in blocked.report["error"]["message"]
+    assert pipeline.checkpoint().seq == checkpoint.seq  # the skipped run moved nothing
+
+    assert pipeline.expire_lease()  # the lease's time has passed
+    taken = pipeline.drain()
+    assert taken.outcome == "caught_up", taken.describe()
+    assert taken.report["recovered_files"] >= 1  # it found what the dead run had flushed
+    after = pipeline.checkpoint()
+    assert after.lease_until == 0.0  # released with the last commit
+    pipeline.assert_exactly_once()
+
+
+@pytest.mark.slow
+def test_a_run_whose_checkpoint_changes_under_it_stops_without_moving_it(make_pipeline, emulator_control):
+    """A 412 on the commit: the row's ETag changes while the run holds its first append (as when a
+    run's lease is taken over). The run fails (transient) without moving the position; the next run
+    completes the work."""
+    from azure.data.tables import UpdateMode
+
+    pipeline = make_pipeline(**SMALL)
+    write_round(pipeline, random.Random(9), inserts=10)
+    pipeline.drain_until_caught_up()  # the row exists
+    write_round(pipeline, random.Random(10), inserts=10)
+    emulator_control.add_fault(op="append", filesystem=pipeline.filesystem, action="delay", delay_seconds=4)
+    proc = pipeline.start_drain()
+    table = pipeline.store()._table
+    for _ in range(200):  # until the run holds the lease (it wrote the row): then change the row
+        row = table.get_entity(pipeline.name, "checkpoint")
+        if row["lease_until"] > time.time():
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the run never took the lease")
+    seq = int(row["seq"].value if hasattr(row["seq"], "value") else row["seq"])
+    table.update_entity({"PartitionKey": pipeline.name, "RowKey": "checkpoint", "touched": 1}, mode=UpdateMode.MERGE)
+    result = pipeline.finish(proc)
+    assert result.returncode == 1 and result.outcome == "failed", result.describe()
+    assert result.report["error"]["kind"] == "transient"
+    assert "changed under this run" in result.report["error"]["message"]
+    assert pipeline.checkpoint().seq == seq
+    pipeline.drain_until_caught_up()
+    pipeline.assert_exactly_once()
