@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -183,7 +184,7 @@ class _DrainRun:
         if db is None and scope.db:
             # invalidate events name no namespace: they go with the scope they belong to
             db, coll = scope.db, scope.coll
-        return layout.partition_dir(db, coll, cluster_seconds)
+        return _partition_dir(db, coll, cluster_seconds // 86400)
 
     def _commit(self, store, lake, source, batch: Batch, checkpoint: Checkpoint, seq: int,
                 last_cluster: int | None, final: bool = False) -> Checkpoint:
@@ -226,6 +227,13 @@ class _DrainRun:
             store.save_report(failed)
         except DrainError as exc:
             log.warning("could not save the failure report: %s", exc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_dir(db: str | None, coll: str | None, day: int) -> str:
+    """``layout.partition_dir`` once per namespace and UTC day: it encodes the names byte by byte,
+    which the drain profile showed at about 4 us per event."""
+    return layout.partition_dir(db, coll, day * 86400)
 
 
 def _iso(seconds: float | int | None) -> str | None:
