@@ -54,7 +54,7 @@ test-fast: $(VENV_STAMP) $(NODE_STAMP) ## Run the tests not marked slow
 demo: services ## Start the stack, write changes, drain them, show the files
 	$(PY) -m devtools.demo
 
-bench: services ## Run the benchmarks against the local stack
+bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1); see BENCHMARKS.md
 	$(PY) -m bench
 
 clean: ## Stop the services and delete .local/ (their data, logs and stack.env)

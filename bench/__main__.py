@@ -1,0 +1,237 @@
+"""``python -m bench`` (``make bench``): throughput, storage requests and memory of the drain.
+
+One run, on a private local stack (free ports, a temporary directory, stopped at the end):
+
+1. preload a backlog of change events (``--events``, default 100,000, times ``--scale``) into
+   SecantusDB after a recorded resume token;
+2. drain it with pymongo ``watch()`` alone (the ceiling), with this app's ``run_drain`` into the
+   ADLS emulator, and with the seed's one-append-per-event script (on a sample); each in its own
+   process, ``--repeat`` times alternately (the best run is shown: the machine may be shared);
+3. compare the app's encoder with ``bson.json_util`` on the same events;
+4. print a table and write ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=int(env.get("BENCH_EVENTS") or 100_000),
+                        help="backlog size before scaling (env BENCH_EVENTS; default 100000)")
+    parser.add_argument("--scale", type=float, default=float(env.get("BENCH_SCALE") or 1),
+                        help="multiply the backlog (env BENCH_SCALE; e.g. 5 for the memory check)")
+    parser.add_argument("--seed-events", type=int, default=int(env.get("BENCH_SEED_EVENTS") or 2000),
+                        help="events the seed's per-event script drains (env BENCH_SEED_EVENTS; default 2000)")
+    parser.add_argument("--encoder-events", type=int, default=20_000, help="events for the encoder micro-benchmark")
+    parser.add_argument("--repeat", type=int, default=int(env.get("BENCH_REPEAT") or 2),
+                        help="runs of the raw drain and the app, alternately; the best is shown (default 2)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
+    return parser.parse_args(argv)
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import bson
+    import orjson
+    import pymongo
+
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
+            "platform": platform.platform(), "pymongo": pymongo.version, "bson_c": bson.has_c(),
+            "orjson": orjson.__version__}
+
+
+def start_stack(base: Path, oplog_entries: int, log):
+    from devtools.stack import LocalStack, Ports, StackError
+
+    # SecantusDB keeps 100,000 oplog entries by default: the backlog must stay in the oplog. The
+    # stack passes --config base/secantusd.toml and only creates the file when it is missing.
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "secantusd.toml").write_text(f"[oplog]\nmax_entries = {oplog_entries}\nretention_seconds = 86400\n")
+    last = None
+    for _ in range(3):  # a free port can be taken between choosing and binding it
+        stack = LocalStack(base, Ports.free(), die_with_parent=True, log=log)
+        try:
+            stack.start()
+            return stack
+        except StackError as exc:
+            stack.stop()
+            last = exc
+            if "already in use" not in str(exc):
+                raise
+    raise last
+
+
+def run_contender(name: str, config_path: Path) -> dict:
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "bench.contenders", name, str(config_path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"contender {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def summarize(raw: dict, app: dict, seed: dict, enc: dict, backlog: dict) -> dict:
+    def rate(r):
+        return r["events"] / r["seconds"]
+
+    app_storage = app["storage"].get("total", 0)
+    seed_storage = seed["storage"].get("total", 0)
+    rows = {
+        "raw_drain": {"events": raw["events"], "events_per_s": rate(raw), "mb_per_s": None,
+                      "storage_requests_per_1000": None, "table_requests": None, "peak_rss_mib": raw["peak_rss_mib"]},
+        "app_drain": {"events": app["events"], "events_per_s": rate(app), "mb_per_s": app["bytes"] / app["seconds"] / 1e6,
+                      "storage_requests_per_1000": app_storage / app["events"] * 1000,
+                      "table_requests": app["table_requests"], "peak_rss_mib": app["peak_rss_mib"]},
+        "seed_per_event": {"events": seed["events"], "events_per_s": rate(seed),
+                           "mb_per_s": seed["bytes"] / seed["seconds"] / 1e6,
+                           "storage_requests_per_1000": seed_storage / seed["events"] * 1000,
+                           "table_requests": seed["table_requests"], "peak_rss_mib": seed["peak_rss_mib"]},
+    }
+    flushes = app["storage"].get("append", 0) + app["storage"].get("flush", 0)
+    return {
+        "rows": rows,
+        "ratios": {
+            "app_over_raw": rate(app) / rate(raw),
+            "app_over_seed": rate(app) / rate(seed),
+            "seed_requests_over_app_requests": rows["seed_per_event"]["storage_requests_per_1000"]
+            / rows["app_drain"]["storage_requests_per_1000"],
+            "encoder_relaxed_over_json_util": enc["relaxed"]["ratio"],
+            "encoder_canonical_over_json_util": enc["canonical"]["ratio"],
+            "encoder_relaxed_over_raw_drain": enc["relaxed"]["app_events_per_s"] / rate(raw),
+        },
+        "storage": {
+            "app_requests": app["storage"], "app_files_written": app["files"], "app_partitions": app["partitions"],
+            "app_commits": app["commits"],
+            "append_flush_per_file_commit": flushes / max(1, app["files"]),
+            "seed_requests": seed["storage"],
+        },
+        "memory": {"max_buffer_mib": app["max_buffer_bytes"] / 2**20, "app_peak_rss_mib": app["peak_rss_mib"],
+                   "app_baseline_rss_mib": app["baseline_rss_mib"],
+                   "app_overhead_over_buffer_mib": app["peak_rss_mib"] - app["max_buffer_bytes"] / 2**20},
+    }
+
+
+def table(summary: dict, enc: dict, backlog: dict) -> str:
+    def num(value, digits=0):
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    rows = summary["rows"]
+    names = {"raw_drain": "raw drain: pymongo watch(), decoded, nothing written",
+             "app_drain": "this app: run_drain -> ADLS emulator, committed",
+             "seed_per_event": f"seed script: append+flush+token per event ({rows['seed_per_event']['events']:,} sample)"}
+    out = [f"backlog: {backlog['events']:,} change events ({backlog['inserts']:,} inserts, {backlog['updates']:,} "
+           f"updates, {backlog['deletes']:,} deletes) over 20 collections in 2 databases",
+           "",
+           f"| {'contender':<66} | {'events':>8} | {'events/s':>9} | {'MB/s JSONL':>10} | "
+           f"{'storage req/1k ev':>17} | {'Table req/run':>13} | {'peak RSS MiB':>12} |",
+           f"|{'-' * 68}|{'-' * 10}|{'-' * 11}|{'-' * 12}|{'-' * 19}|{'-' * 15}|{'-' * 14}|"]
+    for key, row in rows.items():
+        out.append(f"| {names[key]:<66} | {row['events']:>8,} | {num(row['events_per_s']):>9} | "
+                   f"{num(row['mb_per_s'], 1):>10} | {num(row['storage_requests_per_1000'], 1):>17} | "
+                   f"{num(row['table_requests']):>13} | {num(row['peak_rss_mib'], 1):>12} |")
+    r = summary["ratios"]
+    s = summary["storage"]
+    m = summary["memory"]
+    out += [
+        "",
+        f"app / raw drain:            {r['app_over_raw']:.2f}   (target >= 0.9)",
+        f"app / seed script:          {r['app_over_seed']:,.0f}x events/s",
+        f"storage requests, seed/app: {r['seed_requests_over_app_requests']:,.0f}x fewer per 1,000 events (target >= 100)",
+        f"app storage requests:       {s['app_requests']}; {s['app_files_written']} file writes in "
+        f"{s['app_commits']} commits over {s['app_partitions']} partitions = "
+        f"{s['append_flush_per_file_commit']:.2f} append+flush per file per commit (target <= 2)",
+        f"app memory:                 peak RSS {m['app_peak_rss_mib']:.0f} MiB with MAX_BUFFER_BYTES "
+        f"{m['max_buffer_mib']:.0f} MiB (baseline before the drain {m['app_baseline_rss_mib']:.0f} MiB)",
+        "",
+        f"encoder on {enc['events']:,} backlog events (mean {enc['mean_event_bytes']} B of BSON), "
+        "vs bson.decode + json_util.dumps for the same lines:",
+    ]
+    for mode in ("relaxed", "canonical"):
+        e = enc[mode]
+        out.append(f"  {mode:<9} app {e['app_events_per_s']:>9,} events/s   json_util {e['json_util_events_per_s']:>7,} "
+                   f"events/s   ratio {e['ratio']:.2f} (target >= 3)   same values: {e['same_values']}")
+    out.append(f"  relaxed encoder / raw drain: {r['encoder_relaxed_over_raw_drain']:.2f} (target >= 1.5)")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.data import preload
+
+    events = int(args.events * args.scale)
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    info = machine()
+    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        tmp_path = Path(tmp)
+        log("starting a private local stack ...")
+        stack = start_stack(tmp_path / "stack", max(1_000_000, 3 * events), log)
+        try:
+            log(f"preloading {events:,} change events ...")
+            backlog = preload(stack.settings()["MONGO_URI"], events, log=log)
+            log(f"preloaded in {backlog.seconds:.1f} s")
+            config = {"env": stack.settings(), "start_token": backlog.start_token, "events": backlog.events,
+                      "seed_events": min(args.seed_events, backlog.events),
+                      "encoder_events": min(args.encoder_events, backlog.events)}
+            config_path = tmp_path / "config.json"
+            config_path.write_text(json.dumps(config))
+            runs: dict[str, list] = {"raw": [], "app": []}
+            for i in range(max(1, args.repeat)):
+                for name in ("raw", "app"):
+                    log(f"run {i + 1}: {name} drain ...")
+                    result = run_contender(name, config_path)
+                    log(f"  {result['events']:,} events in {result['seconds']:.2f} s "
+                        f"({result['events'] / result['seconds']:,.0f}/s), peak RSS {result['peak_rss_mib']} MiB")
+                    if result["events"] != backlog.events:
+                        raise RuntimeError(f"{name} drained {result['events']} events, expected {backlog.events}")
+                    runs[name].append(result)
+            log(f"seed script on {config['seed_events']:,} events ...")
+            seed = run_contender("seed", config_path)
+            log("encoder micro-benchmark ...")
+            enc = run_contender("encoder", config_path)
+        finally:
+            log("stopping the stack ...")
+            stack.stop()
+    best = {name: max(results, key=lambda r: r["events"] / r["seconds"]) for name, results in runs.items()}
+    summary = summarize(best["raw"], best["app"], seed, enc, backlog.as_dict())
+    summary["memory"]["app_peak_rss_mib_all_runs"] = max(r["peak_rss_mib"] for r in runs["app"])
+    text = table(summary, enc, backlog.as_dict())
+    print()
+    print(text)
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info,
+              "args": {"events": args.events, "scale": args.scale, "seed_events": args.seed_events,
+                       "repeat": args.repeat},
+              "backlog": {k: v for k, v in backlog.as_dict().items() if k != "start_token"},
+              "summary": summary, "encoder": enc, "runs": runs, "seed": seed, "table": text}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\nwritten: {os.path.relpath(args.output, Path.cwd())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
