@@ -37,6 +37,15 @@ class CountingTransport(RequestsTransport):
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS: VmHWM (``ru_maxrss`` would also carry the launching process's peak
+    across fork and exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
