@@ -68,6 +68,7 @@ class Checkpoint:
     lease_owner: str = ""
     lease_until: float = 0.0
     etag: str | None = None  # of the row as this run last saw it; None: no row yet
+    gap: dict | None = None  # a restart after lost history whose gap record is not written yet
 
 
 @dataclass
@@ -154,6 +155,7 @@ class CheckpointStore:
                 lease_owner=row.get("lease_owner", ""),
                 lease_until=float(row.get("lease_until", 0.0)),
                 etag=row.metadata["etag"],
+                gap=json.loads(row["gap"]) if row.get("gap") else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise TerminalError(
@@ -289,6 +291,7 @@ class CheckpointStore:
             "last_error": json.dumps(cp.last_error, default=str)[:60000] if cp.last_error else "",
             "lease_owner": cp.lease_owner,
             "lease_until": float(cp.lease_until),
+            "gap": json.dumps(cp.gap) if cp.gap else "",
         }
         return {k: v for k, v in entity.items() if v is not None}
 

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout
+from . import layout, lifecycle
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .encode import LineEncoder
-from .errors import DrainError, LeaseHeldError, kind_of, redact
+from .errors import DrainError, EventTooLargeError, HistoryLostError, LeaseHeldError, kind_of, redact
 from .failpoints import Failpoints
 from .lake import Lake
 from .settings import Settings
-from .source import ChangeSource
+from .source import ChangeSource, Position
 
 log = logging.getLogger("shared.run")
 
@@ -67,6 +67,8 @@ class RunReport:
     lag_seconds: float | None = None
     duration_seconds: float = 0.0
     recovered_files: int = 0
+    history_lost: dict | None = None  # the gap when ON_HISTORY_LOST=restart moved the position
+    dead_letters: int = 0  # events over 16 MB written to a dead-letter file
     table_requests: int = 0
     error: dict | None = None
     _touched: set = field(default_factory=set, repr=False)
@@ -140,20 +142,44 @@ class _DrainRun:
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
         encoder = LineEncoder(settings.json_mode)
         batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
-        source.open(checkpoint.position, settings.start_at)
+        try:
+            source.open(checkpoint.position, settings.start_at)
+        except HistoryLostError as exc:
+            checkpoint = self._restart(store, source, checkpoint, exc)
         self.failpoint("after_open")
         seq = checkpoint.seq
         last_cluster = checkpoint.last_cluster_time
+        if checkpoint.gap is not None:
+            seq = self._add_gap(batch, encoder, checkpoint.gap, seq)
         outcome = "budget"
         while True:
-            event = source.next_event()
+            try:
+                event = source.next_event()
+                raw, dead = (event.raw if event is not None else None), False
+            except HistoryLostError as exc:
+                # the stream fell off the oplog mid-run: keep what was read, then restart (or fail)
+                if settings.on_history_lost != "restart":
+                    raise
+                checkpoint = self._commit(store, lake, source, batch, checkpoint, seq, last_cluster)
+                checkpoint = self._restart(store, source, checkpoint, exc)
+                seq = self._add_gap(batch, encoder, checkpoint.gap, seq)
+                continue
+            except EventTooLargeError as exc:
+                # the server cannot deliver this event: a dead letter takes its place and its _seq
+                event = source.skip_too_large(source.position() or checkpoint.position)
+                raw, dead = lifecycle.dead_letter_record(event.raw, exc.code), True
+                report.dead_letters += 1
+                log.error("pipeline %s: an event over 16 MB (code %s) went to the dead-letter folder: %s",
+                          settings.pipeline_name, exc.code, lifecycle.describe_event(event))
             if event is None:
                 outcome = "caught_up"
                 break
             seq += 1
             cluster_seconds = event["clusterTime"].time
             folder = self._folder(event, cluster_seconds)
-            batch.add(folder, cluster_seconds, seq, encoder.encode(event.raw, seq))
+            if dead:
+                folder = lifecycle.dead_letter_folder(folder)
+            batch.add(folder, cluster_seconds, seq, encoder.encode(raw, seq))
             report._touched.add(folder)
             report.events += 1
             report.first_seq = report.first_seq or seq
@@ -186,6 +212,41 @@ class _DrainRun:
             db, coll = scope.db, scope.coll
         return _partition_dir(db, coll, cluster_seconds // 86400)
 
+    def _restart(self, store: CheckpointStore, source: ChangeSource, checkpoint: Checkpoint,
+                 exc: HistoryLostError) -> Checkpoint:
+        """ON_HISTORY_LOST: ``fail`` re-raises (terminal; the position stays). ``restart`` moves the
+        position to the server's current cluster time with the lost window as a pending gap, and
+        commits that before reading anything from the new stream: the gap line (next ``_seq``) and
+        the events after it are then numbered the same by any replay from this checkpoint."""
+        if self.settings.on_history_lost != "restart":
+            raise exc
+        restart = source.server_time()
+        last = checkpoint.last_cluster_time
+        if last is None and checkpoint.position is None and self.settings.start_at is not None:
+            last = int(self.settings.start_at.timestamp())
+        gap = lifecycle.gap_window(last, restart, checkpoint.seq, exc.code, str(exc))
+        new = replace(checkpoint, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap)
+        store.commit(new, [])
+        self.checkpoint = new
+        self.report.history_lost = gap
+        log.error("pipeline %s: the stored position left the oplog; ON_HISTORY_LOST=restart: restarting at %s, "
+                  "events after cluster time %s are lost (gap record written)", self.settings.pipeline_name,
+                  gap["to"], gap["from"])
+        self.failpoint("after_restart")
+        source.open(new.position, None)
+        return new
+
+    def _add_gap(self, batch: Batch, encoder: LineEncoder, gap: dict, seq: int) -> int:
+        """The gap line of a pending restart, numbered right after the checkpoint's ``seq``."""
+        scope = self.settings.scope
+        seq += 1
+        folder = lifecycle.gap_folder(gap, scope.db, scope.coll)
+        batch.add(folder, lifecycle.parse_timestamp(gap["to"]).time, seq,
+                  encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
+        self.report._touched.add(folder)
+        self.report.first_seq = self.report.first_seq or seq
+        return seq
+
     def _commit(self, store, lake, source, batch: Batch, checkpoint: Checkpoint, seq: int,
                 last_cluster: int | None, final: bool = False) -> Checkpoint:
         """Write, then commit the position: flush every touched file; only then save the position."""
@@ -198,7 +259,8 @@ class _DrainRun:
         position = source.position() or checkpoint.position
         now = self.clock()
         new = replace(checkpoint, position=position, seq=seq, last_cluster_time=last_cluster,
-                      committed_at=datetime.fromtimestamp(now, tz=timezone.utc))
+                      committed_at=datetime.fromtimestamp(now, tz=timezone.utc),
+                      gap=None)  # a pending gap's line was in this batch
         if final:
             self.report.commits += 1
             self.report.duration_seconds = round(now - self.started, 3)

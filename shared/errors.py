@@ -32,7 +32,15 @@ class SettingsError(TerminalError):
 
 
 class HistoryLostError(TerminalError):
-    """The stored position is no longer in the oplog (MongoDB codes 286, 280, 136, 10334 ...)."""
+    """The stored position is no longer in the oplog (MongoDB codes 286, 280, 136 ...); ``code``."""
+
+    code: int | None = None
+
+
+class EventTooLargeError(TransientError):
+    """The next event is over the 16 MB BSON limit (code 10334): the server cannot deliver it."""
+
+    code: int | None = None
 
 
 class PipelineMismatchError(TerminalError):

@@ -11,7 +11,10 @@ import os
 import signal
 from typing import Mapping
 
-STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit")
+STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit",
+         "after_restart")
+# the steps every run with events reaches (``after_restart`` only follows lost history)
+RUN_STEPS = STEPS[:6]
 
 
 class Failpoints:

@@ -12,7 +12,8 @@ from bson import Timestamp, json_util
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo_errors
 
-from .errors import HistoryLostError, TerminalError, TransientError, redact
+from .errors import EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
+from .lifecycle import STRIP_LARGE_FIELDS
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 POSITION_LOST = {286, 280, 136}
 POSITION_LOST_ON_OPEN = {260, 50811}
 AUTH_FAILED = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas "bad auth"
+TOO_LARGE = {10334}  # BSONObjectTooLarge: an event over 16 MB (servers without $changeStreamSplitLargeEvent)
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,46 @@ class ChangeSource:
             options.update(position.watch_options())
         elif start_at is not None:
             options["start_at_operation_time"] = Timestamp(int(start_at.timestamp()), 0)
+        self._options = options
+        if self._stream is not None:  # reopened (after lost history or an event over 16 MB)
+            self._stream.close()
         target = self._target()
         with self.errors("opening the change stream", opening=True):
             self._stream = target.watch(list(settings.mongo_pipeline), **options)
+
+    def server_time(self) -> Timestamp:
+        """The deployment's current cluster time: where a stream restarted after lost history begins."""
+        with self.errors("reading the server's cluster time"):
+            return self._client.admin.command("ping")["operationTime"]
+
+    def skip_too_large(self, after: Position | None) -> RawBSONDocument:
+        """The event after ``after`` that was too large to deliver, read again without its document
+        fields (``lifecycle.STRIP_LARGE_FIELDS``); the stream then continues after it.
+
+        Why a second stream: mongod fails the cursor on an event over 16 MB and resuming at the
+        same token fails again; the same position with a ``$project`` stage yields the event's
+        token, namespace and documentKey, and the main stream resumes after that token."""
+        if self._stream is not None:
+            self._stream.close()
+        options = {k: v for k, v in self._options.items()
+                   if k not in ("resume_after", "start_after", "start_at_operation_time")}
+        if after is not None:
+            options.update(after.watch_options())
+        pipeline = list(self._settings.mongo_pipeline) + [STRIP_LARGE_FIELDS]
+        with self.errors("reading an event over 16 MB without its document fields", opening=True):
+            with self._target().watch(pipeline, **options) as probe:
+                event = None
+                for _ in range(100):
+                    event = probe.try_next()
+                    if event is not None:
+                        break
+        if event is None:
+            raise TransientError("reading an event over 16 MB without its document fields: the stream "
+                                 "returned nothing at its position")
+        if event["operationType"] == "invalidate":
+            self.invalidated = True
+        self.open(Position("start_after" if self.invalidated else "resume_after", token_text(event["_id"])), None)
+        return event
 
     def _target(self):
         scope = self._settings.scope
@@ -133,9 +172,14 @@ class _MongoErrors:
         code = getattr(exc, "code", None)
         labels = getattr(exc, "_error_labels", set()) or set()
         if code in POSITION_LOST or (self.opening and code in POSITION_LOST_ON_OPEN):
-            raise HistoryLostError(
-                f"{self.doing}: the stored position is no longer in the oplog (code {code}); {detail}"
-            ) from None
+            error = HistoryLostError(
+                f"{self.doing}: the stored position is no longer in the oplog (code {code}); {detail}")
+            error.code = code
+            raise error from None
+        if code in TOO_LARGE:
+            error = EventTooLargeError(f"{self.doing}: the next event is over 16 MB (code {code}); {detail}")
+            error.code = code
+            raise error from None
         if code in AUTH_FAILED or isinstance(exc, mongo_errors.ConfigurationError):
             raise TerminalError(f"{self.doing}: MongoDB refused the credentials or the URI; {detail}") from None
         if "NonResumableChangeStreamError" in labels and not isinstance(exc, mongo_errors.ConnectionFailure):

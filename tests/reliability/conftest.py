@@ -22,3 +22,80 @@ def make_pipeline(stack_env, mongo_client, datalake_service, fresh_filesystem, f
     yield make
     for pipeline in made:
         mongo_client.drop_database(pipeline.db)
+
+
+class PrivateMongo:
+    """A SecantusDB server of its own (a small oplog cap, test commands on), started by a fixture
+    and stopped by its PID: for lost history and server-side failpoints."""
+
+    def __init__(self, base, oplog_max_entries: int) -> None:
+        import socket
+
+        from devtools.stack import _find_secantusd
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        (base / "secantusd.toml").write_text("")
+        self.argv = [_find_secantusd(), "--config", str(base / "secantusd.toml"), "--host", "127.0.0.1",
+                     "--port", str(self.port), "--storage-path", str(base / "data"),
+                     "--oplog-max-entries", str(oplog_max_entries), "--enable-test-commands"]
+        self.log = open(base / "secantusd.log", "wb")
+        self.proc = None
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=secantus"
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        from devtools.stack import port_open
+
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if port_open(self.port):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"secantusd exited with {self.proc.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError("secantusd did not open its port")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def small_oplog_mongo(tmp_path_factory):
+    """A private SecantusDB whose oplog keeps 100 entries (pruned every 1000 writes, see the notes
+    on the local stack): writing 1100 documents drops older positions. Yields its URI."""
+    import pymongo
+
+    server = PrivateMongo(tmp_path_factory.mktemp("small-oplog"), oplog_max_entries=100)
+    server.start()
+    try:
+        client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=15000)
+        client.admin.command("ping")
+        server.client = client
+        yield server
+        client.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_private_pipeline(stack_env, datalake_service, fresh_filesystem, fresh_table_name, small_oplog_mongo):
+    """Like ``make_pipeline``, on the private small-oplog server."""
+    from .harness import new_pipeline
+
+    def make(scope: str = "database", coll: str | None = "items", **settings):
+        env = {**stack_env, "MONGO_URI": small_oplog_mongo.uri}
+        return new_pipeline(env, small_oplog_mongo.client, datalake_service, fresh_filesystem, fresh_table_name,
+                            scope=scope, coll=coll, **settings)
+
+    return make

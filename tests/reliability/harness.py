@@ -62,6 +62,7 @@ class Pipeline:
     scope: str  # "collection", "database" or "deployment"
     start: Timestamp  # the pipeline's first position (START_AT)
     extra: dict = field(default_factory=dict)
+    _files: dict = field(default_factory=dict, repr=False)  # path -> ((length, etag), bytes) read before
 
     # -- settings and clients -------------------------------------------------------------------
     @property
@@ -174,7 +175,11 @@ class Pipeline:
         out = {}
         for path in fs.get_paths(recursive=True):
             if not path.is_directory:
-                out[path.name] = fs.get_file_client(path.name).download_file().readall()
+                cached = self._files.get(path.name)
+                if cached is None or cached[0] != (path.content_length, path.etag):
+                    data = fs.get_file_client(path.name).download_file().readall()
+                    cached = self._files[path.name] = ((path.content_length, path.etag), data)
+                out[path.name] = cached[1]
         return out
 
     def lake_lines(self, files: dict[str, bytes] | None = None) -> list[dict]:

@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from shared.failpoints import STEPS
+from shared.failpoints import RUN_STEPS as STEPS
 
 from .harness import write_round
 
@@ -63,7 +63,7 @@ def test_soak_random_kills(make_pipeline):
     pipeline = make_pipeline(**SMALL)
     seq, kills = 0, 0
     for _ in range(SOAK_RUNS):
-        write_round(pipeline, rng, inserts=rng.choice((5, 20, 60)))
+        write_round(pipeline, rng, inserts=rng.choice((4, 10, 24)))
         pipeline.expire_lease()
         choice = rng.random()
         if choice < 0.45:
