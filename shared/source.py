@@ -105,7 +105,7 @@ class ChangeSource:
         with self.errors("reading an event over 16 MB without its document fields", opening=True):
             with self._target().watch(pipeline, **options) as probe:
                 event = None
-                for _ in range(100):
+                for _ in range(10):  # max_await_time_ms each: a few seconds at most
                     event = probe.try_next()
                     if event is not None:
                         break
@@ -168,7 +168,8 @@ class _MongoErrors:
     def __exit__(self, exc_type, exc, tb):
         if exc is None or not isinstance(exc, mongo_errors.PyMongoError):
             return False
-        detail = redact(f"{exc.__class__.__name__}: {exc}", self.secrets)[:500]
+        # the server's message without pymongo's ", full error: <reply>" dump (raw BSON bytes here)
+        detail = redact(f"{exc.__class__.__name__}: {str(exc).split(', full error:')[0]}", self.secrets)[:500]
         code = getattr(exc, "code", None)
         labels = getattr(exc, "_error_labels", set()) or set()
         if code in POSITION_LOST or (self.opening and code in POSITION_LOST_ON_OPEN):

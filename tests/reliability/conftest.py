@@ -88,14 +88,41 @@ def small_oplog_mongo(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture
-def make_private_pipeline(stack_env, datalake_service, fresh_filesystem, fresh_table_name, small_oplog_mongo):
-    """Like ``make_pipeline``, on the private small-oplog server."""
+@pytest.fixture(scope="module")
+def test_commands_mongo(tmp_path_factory):
+    """A private SecantusDB with the usual oplog and ``configureFailPoint`` (server-side faults)."""
+    import pymongo
+
+    server = PrivateMongo(tmp_path_factory.mktemp("failpoints"), oplog_max_entries=100000)
+    server.start()
+    try:
+        client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=15000)
+        client.admin.command("ping")
+        server.client = client
+        yield server
+        client.close()
+    finally:
+        server.stop()
+
+
+def _private_maker(server, stack_env, datalake_service, fresh_filesystem, fresh_table_name):
     from .harness import new_pipeline
 
     def make(scope: str = "database", coll: str | None = "items", **settings):
-        env = {**stack_env, "MONGO_URI": small_oplog_mongo.uri}
-        return new_pipeline(env, small_oplog_mongo.client, datalake_service, fresh_filesystem, fresh_table_name,
+        env = {**stack_env, "MONGO_URI": server.uri}
+        return new_pipeline(env, server.client, datalake_service, fresh_filesystem, fresh_table_name,
                             scope=scope, coll=coll, **settings)
 
     return make
+
+
+@pytest.fixture
+def make_private_pipeline(stack_env, datalake_service, fresh_filesystem, fresh_table_name, small_oplog_mongo):
+    """Like ``make_pipeline``, on the private small-oplog server."""
+    return _private_maker(small_oplog_mongo, stack_env, datalake_service, fresh_filesystem, fresh_table_name)
+
+
+@pytest.fixture
+def make_failpoint_pipeline(stack_env, datalake_service, fresh_filesystem, fresh_table_name, test_commands_mongo):
+    """Like ``make_pipeline``, on the private server with test commands."""
+    return _private_maker(test_commands_mongo, stack_env, datalake_service, fresh_filesystem, fresh_table_name)
