@@ -162,7 +162,7 @@ class CheckpointStore:
                 f"loading the checkpoint of pipeline {name!r}: the row is corrupt or was not written by this "
                 f"app ({exc.__class__.__name__}: {exc}); fix or delete it"
             ) from None
-        if checkpoint.seq < 0 or not checkpoint.generation.isalnum():
+        if checkpoint.seq < 0 or not (checkpoint.generation.isalnum() and checkpoint.generation.isascii()):
             raise TerminalError(f"loading the checkpoint of pipeline {name!r}: the row is corrupt (seq or generation)")
         if checkpoint.identity != self._settings.pipeline_identity:
             raise PipelineMismatchError(
@@ -328,8 +328,17 @@ def _file_entity(pipeline: str, f: FileState) -> dict[str, Any]:
 
 def _file_from(row) -> FileState:
     try:
-        return FileState(row["dir"], _int(row["window"]), _int(row["part"]), _int(row["length"]),
-                         row["etag"] or None, _int(row["hwm"]), row["gen"])
+        state = FileState(row["dir"], _int(row["window"]), _int(row["part"]), _int(row["length"]),
+                          row["etag"] or None, _int(row["hwm"]), row["gen"])
+        # the row names a file path: refuse what this app never writes (another folder's row, a
+        # generation that is not a plain id, negative numbers)
+        if row["RowKey"] != folder_row_key(state.dir):
+            raise ValueError("the row key does not match its folder")
+        if not (isinstance(state.gen, str) and state.gen.isalnum() and state.gen.isascii()):
+            raise ValueError(f"generation {state.gen!r}")
+        if min(state.window, state.part, state.length, state.hwm) < 0:
+            raise ValueError("a negative window, part, length or hwm")
+        return state
     except (KeyError, ValueError, TypeError) as exc:
         raise TerminalError(
             f"loading file states: row {row.get('RowKey')!r} is corrupt ({exc.__class__.__name__}: {exc})"
