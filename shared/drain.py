@@ -27,7 +27,15 @@ from . import layout, lifecycle
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .encode import LineEncoder
-from .errors import DrainError, EventTooLargeError, HistoryLostError, LeaseHeldError, kind_of, redact
+from .errors import (
+    DrainError,
+    EventTooLargeError,
+    HistoryLostError,
+    LeaseHeldError,
+    LeaseLostError,
+    kind_of,
+    redact,
+)
 from .failpoints import Failpoints
 from .lake import Lake
 from .settings import Settings
@@ -251,6 +259,11 @@ class _DrainRun:
                 last_cluster: int | None, final: bool = False) -> Checkpoint:
         """Write, then commit the position: flush every touched file; only then save the position."""
         files = batch.files()
+        if files and self.clock() >= checkpoint.lease_until:
+            # Why: after its lease another run may own the pipeline; two writers on one folder can
+            # both be right about their own files and still write an event twice. Stop unwritten.
+            raise LeaseLostError(f"pipeline {self.settings.pipeline_name!r}: this run's lease ran out before "
+                                 "it wrote its batch; it stops without writing (the next run continues)")
         results = lake.write(files) if files else []
         self.report.bytes += batch.bytes
         self.report.files += len(files)
