@@ -51,6 +51,9 @@ test: $(VENV_STAMP) $(NODE_STAMP) ## Run all tests (they start their own private
 test-fast: $(VENV_STAMP) $(NODE_STAMP) ## Run the tests not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+soak: $(VENV_STAMP) $(NODE_STAMP) ## Longer crash soak: SOAK_RUNS (default 500) killed/resumed runs, seed SOAK_SEED
+	SOAK_RUNS=$${SOAK_RUNS:-500} $(PY) -m pytest tests/reliability/test_crash.py -k soak --timeout=0 $(PYTEST_ARGS)
+
 demo: services ## Start the stack, write changes, drain them, show the files
 	$(PY) -m devtools.demo
 
