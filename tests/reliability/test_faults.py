@@ -16,8 +16,10 @@ SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("op", ["create_file", "append", "flush"])
-@pytest.mark.parametrize("status,code", [(503, "ServerBusy"), (500, "InternalError")])
+@pytest.mark.parametrize("op,status,code", [
+    ("create_file", 503, "ServerBusy"), ("append", 503, "ServerBusy"), ("flush", 503, "ServerBusy"),
+    ("flush", 500, "InternalError"), ("append", 500, "InternalError"),
+])
 def test_transient_lake_errors_are_retried_within_the_run(make_pipeline, emulator_control, op, status, code):
     pipeline = make_pipeline(**SMALL)
     write_round(pipeline, random.Random(1), inserts=15)
