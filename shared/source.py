@@ -97,9 +97,10 @@ class ChangeSource:
         token, namespace and documentKey, and the main stream resumes after that token."""
         if self._stream is not None:
             self._stream.close()
-        options = {k: v for k, v in self._options.items()
-                   if k not in ("resume_after", "start_after", "start_at_operation_time")}
+        options = dict(self._options)  # no position yet: where the stream was opened
         if after is not None:
+            options = {k: v for k, v in options.items()
+                       if k not in ("resume_after", "start_after", "start_at_operation_time")}
             options.update(after.watch_options())
         pipeline = list(self._settings.mongo_pipeline) + [STRIP_LARGE_FIELDS]
         with self.errors("reading an event over 16 MB without its document fields", opening=True):
