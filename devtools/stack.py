@@ -36,9 +36,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ".local"
@@ -80,7 +82,7 @@ class Ports:
     table: int = 10002
     adls: int = 10100
 
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "mongo": "STACK_MONGO_PORT",
         "blob": "STACK_BLOB_PORT",
         "queue": "STACK_QUEUE_PORT",
@@ -90,7 +92,7 @@ class Ports:
 
     def __post_init__(self) -> None:
         values = dataclasses.astuple(self)
-        for field, value in zip(self.names(), values):
+        for field, value in zip(self.names(), values, strict=True):
             if not isinstance(value, int) or not 0 < value < 65536:
                 raise ValueError(f"port {field}={value!r} is not a TCP port number")
         if len(set(values)) != len(values):
@@ -144,7 +146,7 @@ def azurite_connection_string(
     *, blob: int | None = None, queue: int | None = None, table: int | None = None, host: str = HOST
 ) -> str:
     """An Azurite connection string with the endpoints whose ports are given."""
-    parts = [f"DefaultEndpointsProtocol=http", f"AccountName={DEV_ACCOUNT}", f"AccountKey={DEV_KEY}"]
+    parts = ["DefaultEndpointsProtocol=http", f"AccountName={DEV_ACCOUNT}", f"AccountKey={DEV_KEY}"]
     for name, port in (("BlobEndpoint", blob), ("QueueEndpoint", queue), ("TableEndpoint", table)):
         if port is not None:
             parts.append(f"{name}=http://{host}:{port}/{DEV_ACCOUNT}")
@@ -346,7 +348,9 @@ def check_azurite(ports: Ports, host: str = HOST, timeout: float = 3.0) -> None:
     from azure.data.tables import TableServiceClient
 
     service = TableServiceClient.from_connection_string(
-        azurite_connection_string(table=ports.table, host=host), connection_timeout=timeout, read_timeout=timeout,
+        azurite_connection_string(table=ports.table, host=host),
+        connection_timeout=timeout,
+        read_timeout=timeout,
         retry_total=0,
     )
     with service:
@@ -477,23 +481,50 @@ class LocalStack:
         if name == "mongo":
             config = self.base_dir / "secantusd.toml"  # empty: no ~/.secantus or /etc config leaks in
             argv = [
-                _find_secantusd(), "--config", str(config), "--host", HOST, "--port", str(p.mongo),
-                "--storage-path", str(self.data_dir("mongo")),
+                _find_secantusd(),
+                "--config",
+                str(config),
+                "--host",
+                HOST,
+                "--port",
+                str(p.mongo),
+                "--storage-path",
+                str(self.data_dir("mongo")),
             ]
             return argv, self.base_dir, {"mongo": p.mongo}
         if name == "azurite":
             argv = [
-                *_find_azurite(), "--skipApiVersionCheck", "--silent", "--disableTelemetry",
-                "--location", str(self.data_dir("azurite")),
-                "--blobHost", HOST, "--blobPort", str(p.blob),
-                "--queueHost", HOST, "--queuePort", str(p.queue),
-                "--tableHost", HOST, "--tablePort", str(p.table),
+                *_find_azurite(),
+                "--skipApiVersionCheck",
+                "--silent",
+                "--disableTelemetry",
+                "--location",
+                str(self.data_dir("azurite")),
+                "--blobHost",
+                HOST,
+                "--blobPort",
+                str(p.blob),
+                "--queueHost",
+                HOST,
+                "--queuePort",
+                str(p.queue),
+                "--tableHost",
+                HOST,
+                "--tablePort",
+                str(p.table),
             ]
             return argv, self.base_dir, {"blob": p.blob, "queue": p.queue, "table": p.table}
         if name == "adls":
             argv = [
-                sys.executable, "-m", "devtools.adls_emulator", "--host", HOST, "--port", str(p.adls),
-                "--data-dir", str(self.data_dir("adls")),
+                sys.executable,
+                "-m",
+                "devtools.adls_emulator",
+                "--host",
+                HOST,
+                "--port",
+                str(p.adls),
+                "--data-dir",
+                str(self.data_dir("adls")),
             ]
             return argv, REPO_ROOT, {"adls": p.adls}
         raise ValueError(f"unknown service {name!r}")
@@ -607,7 +638,13 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=_pdeathsig if self.die_with_parent and sys.platform == "linux" else None,
+                # The kernel's "parent" is the forking thread: only the main thread's lifetime is the
+                # process's, so a restart from a worker thread does not tie the server to that thread.
+                preexec_fn=_pdeathsig  # noqa: PLW1509 - sets one process attribute, no locks
+                if self.die_with_parent
+                and sys.platform == "linux"
+                and threading.current_thread() is threading.main_thread()
+                else None,
             )
         start_time = None
         for _ in range(100):  # /proc entry appears at once; the exec may take a moment
@@ -637,13 +674,14 @@ class LocalStack:
             # a process this call started is judged by its exit status: its /proc entry can be
             # inconsistent for a moment while it execs an interpreter
             if (popen.poll() is not None) if popen is not None else not record.alive():
-                raise StackError(f"{name} exited before it was ready; last lines of {record.log}:\n"
-                                 + self.log_tail(name))
+                raise StackError(
+                    f"{name} exited before it was ready; last lines of {record.log}:\n" + self.log_tail(name)
+                )
             if all(port_open(port) for port in record.ports.values()):
                 try:
                     self.check(name, timeout=min(3.0, max(0.5, deadline - time.monotonic())))
                     return
-                except Exception as exc:  # not ready yet: keep polling until the deadline
+                except Exception as exc:  # noqa: BLE001 - not ready yet: keep polling until the deadline
                     last_error = exc
             if time.monotonic() >= deadline:
                 raise StackError(
@@ -716,21 +754,28 @@ class LocalStack:
         out: dict[str, dict] = {}
         for name in self.services:
             record = self.record(name)
-            entry: dict = {"running": record is not None, "pid": record.pid if record else None,
-                           "ports": record.ports if record else self.command_ports(name), "ready": False}
+            entry: dict = {
+                "running": record is not None,
+                "pid": record.pid if record else None,
+                "ports": record.ports if record else self.command_ports(name),
+                "ready": False,
+            }
             if record is not None:
                 try:
                     self.check(name, timeout=2.0)
                     entry["ready"] = True
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported, not raised
                     entry["error"] = repr(exc)
             out[name] = entry
         return out
 
     def command_ports(self, name: str) -> dict[str, int]:
         p = self.ports
-        return {"mongo": {"mongo": p.mongo}, "azurite": {"blob": p.blob, "queue": p.queue, "table": p.table},
-                "adls": {"adls": p.adls}}[name]
+        return {
+            "mongo": {"mongo": p.mongo},
+            "azurite": {"blob": p.blob, "queue": p.queue, "table": p.table},
+            "adls": {"adls": p.adls},
+        }[name]
 
     def pids(self) -> dict[str, int]:
         """PIDs of the running services this base directory recorded."""
@@ -753,8 +798,12 @@ def _stack_from_args(args: argparse.Namespace) -> LocalStack:
     def log(message: str) -> None:
         print(f"stack: {message}", file=sys.stderr, flush=True)
 
-    return LocalStack(args.dir, Ports.from_env(), filesystem=os.environ.get("STACK_ADLS_FILESYSTEM",
-                      DEFAULT_FILESYSTEM), log=log)
+    return LocalStack(
+        args.dir,
+        Ports.from_env(),
+        filesystem=os.environ.get("STACK_ADLS_FILESYSTEM", DEFAULT_FILESYSTEM),
+        log=log,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,13 @@ TEST_OVERRIDES = {
     "TEST_ADLS_SAS": "ADLS_SAS",
     "TEST_CHECKPOINT_CONNECTION_STRING": "CHECKPOINT_CONNECTION_STRING",
 }
-_SECRET_KEYS = ("MONGO_URI", "ADLS_SHARED_KEY", "ADLS_SAS", "CHECKPOINT_CONNECTION_STRING", "AzureWebJobsStorage")
+_SECRET_KEYS = (
+    "MONGO_URI",
+    "ADLS_SHARED_KEY",
+    "ADLS_SAS",
+    "CHECKPOINT_CONNECTION_STRING",
+    "AzureWebJobsStorage",
+)
 
 
 def _given(name: str) -> str:
@@ -79,8 +85,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ext = external_services()
     where = {
         "mongo": "real replica set (TEST_MONGO_URI)" if "mongo" in ext else "local SecantusDB",
-        "adls": "real ADLS Gen2 account (TEST_ADLS_ACCOUNT_URL)" if "adls" in ext else "local ADLS Gen2 emulator",
-        "tables": "real Table endpoint (TEST_CHECKPOINT_CONNECTION_STRING)" if "azurite" in ext else "local Azurite",
+        "adls": "real ADLS Gen2 account (TEST_ADLS_ACCOUNT_URL)"
+        if "adls" in ext
+        else "local ADLS Gen2 emulator",
+        "tables": "real Table endpoint (TEST_CHECKPOINT_CONNECTION_STRING)"
+        if "azurite" in ext
+        else "local Azurite",
     }
     return ["stack: " + ", ".join(f"{k}: {v}" for k, v in where.items())]
 
@@ -134,7 +144,8 @@ def stack_env(stack: LocalStack) -> StackSettings:
 
 
 def _account_name(account_url: str) -> str:
-    """devstoreaccount1 for ``http://127.0.0.1:P/devstoreaccount1``, ACCOUNT for ``https://ACCOUNT.dfs...``."""
+    """The account name: the first path segment of an IP-style URL (``http://127.0.0.1:P/ACCOUNT``),
+    else the first label of the host (``https://ACCOUNT.dfs.core.windows.net``)."""
     parts = urllib.parse.urlsplit(account_url)
     host = parts.hostname or ""
     if host.replace(".", "").isdigit() or host == "localhost":
@@ -233,7 +244,9 @@ def emulator_control(stack: LocalStack):
     request counts), with faults cleared and counters reset before the test and faults cleared after.
     Skipped when a real ADLS Gen2 account is configured."""
     if not stack.manages("adls"):
-        pytest.skip("needs the local ADLS Gen2 emulator: a real account is configured (TEST_ADLS_ACCOUNT_URL)")
+        pytest.skip(
+            "needs the local ADLS Gen2 emulator: a real account is configured (TEST_ADLS_ACCOUNT_URL)"
+        )
     from devtools.adls_emulator.control import EmulatorControl
 
     control = EmulatorControl(f"http://127.0.0.1:{stack.ports.adls}")

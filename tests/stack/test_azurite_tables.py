@@ -32,7 +32,9 @@ def test_etag_conditional_update(table):
     first_etag = first.metadata["etag"]
 
     first["seq"] = 2
-    table.update_entity(first, mode=UpdateMode.REPLACE, etag=first_etag, match_condition=MatchConditions.IfNotModified)
+    table.update_entity(
+        first, mode=UpdateMode.REPLACE, etag=first_etag, match_condition=MatchConditions.IfNotModified
+    )
     second = table.get_entity("p", "r")
     assert second["seq"] == 2
     assert second.metadata["etag"] != first_etag
@@ -40,7 +42,9 @@ def test_etag_conditional_update(table):
     # A writer holding the old ETag loses: 412 Precondition Failed.
     stale = {"PartitionKey": "p", "RowKey": "r", "seq": 99}
     with pytest.raises(ResourceModifiedError) as info:
-        table.update_entity(stale, mode=UpdateMode.REPLACE, etag=first_etag, match_condition=MatchConditions.IfNotModified)
+        table.update_entity(
+            stale, mode=UpdateMode.REPLACE, etag=first_etag, match_condition=MatchConditions.IfNotModified
+        )
     assert info.value.status_code == 412
     assert table.get_entity("p", "r")["seq"] == 2
 
@@ -59,8 +63,15 @@ def test_transaction_commits_all_operations(table):
     operations = [
         ("create", {"PartitionKey": "p", "RowKey": "a", "v": 1}),
         ("upsert", {"PartitionKey": "p", "RowKey": "b", "v": 2}),
-        ("update", {"PartitionKey": "p", "RowKey": "old", "v": 3},
-         {"mode": UpdateMode.REPLACE, "etag": old.metadata["etag"], "match_condition": MatchConditions.IfNotModified}),
+        (
+            "update",
+            {"PartitionKey": "p", "RowKey": "old", "v": 3},
+            {
+                "mode": UpdateMode.REPLACE,
+                "etag": old.metadata["etag"],
+                "match_condition": MatchConditions.IfNotModified,
+            },
+        ),
     ]
     results = table.submit_transaction(operations)
     assert len(results) == 3

@@ -34,7 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "devtools.stack", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -87,9 +92,14 @@ def test_up_writes_and_prints_settings(cli_stack, cli_settings):
     assert cli_settings["ADLS_ACCOUNT_URL"] == f"http://127.0.0.1:{ports.adls}/devstoreaccount1"
     assert cli_settings["ADLS_FILESYSTEM"] == "bronze"
     assert cli_settings["ADLS_SHARED_KEY"] == DEV_KEY
-    assert f"TableEndpoint=http://127.0.0.1:{ports.table}/devstoreaccount1" in cli_settings["CHECKPOINT_CONNECTION_STRING"]
+    assert (
+        f"TableEndpoint=http://127.0.0.1:{ports.table}/devstoreaccount1"
+        in cli_settings["CHECKPOINT_CONNECTION_STRING"]
+    )
     for name, port in (("Blob", ports.blob), ("Queue", ports.queue), ("Table", ports.table)):
-        assert f"{name}Endpoint=http://127.0.0.1:{port}/devstoreaccount1;" in cli_settings["AzureWebJobsStorage"]
+        assert (
+            f"{name}Endpoint=http://127.0.0.1:{port}/devstoreaccount1;" in cli_settings["AzureWebJobsStorage"]
+        )
     # what `up` printed is what it wrote
     assert parse_env(cli_stack["up"].stdout) == cli_settings
     base: Path = cli_stack["base"]
@@ -112,7 +122,9 @@ def test_second_up_is_idempotent(cli_stack, cli_settings):
 def test_status_reports_running(cli_stack):
     result = run_cli("status", "--dir", str(cli_stack["base"]), env=cli_stack["env"])
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.split()[:1] in (["mongo"], ["azurite"], ["adls"])]
+    lines = [
+        line for line in result.stdout.splitlines() if line.split()[:1] in (["mongo"], ["azurite"], ["adls"])
+    ]
     assert len(lines) == 3
     assert all("running (pid" in line and "NOT" not in line for line in lines), result.stdout
 
@@ -121,7 +133,10 @@ def test_env_prints_shell_exports(cli_stack, cli_settings):
     result = run_cli("env", "--dir", str(cli_stack["base"]), env=cli_stack["env"])
     assert result.returncode == 0, result.stderr
     shell = subprocess.run(
-        ["bash", "-c", result.stdout + 'printf "%s" "$AzureWebJobsStorage"'], capture_output=True, text=True
+        ["bash", "-c", result.stdout + 'printf "%s" "$AzureWebJobsStorage"'],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert shell.stdout == cli_settings["AzureWebJobsStorage"]
 
@@ -218,6 +233,18 @@ def test_restart_mongo_keeps_data_and_streams_resume(stack, mongo_client, mongo_
     assert sorted(d["_id"] for d in coll.find()) == ["after", "before"]
 
 
+def test_restart_from_a_worker_thread_outlives_the_thread(stack, mongo_client, mongo_restart):
+    import threading
+
+    worker = threading.Thread(target=mongo_restart)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    time.sleep(0.5)  # a server tied to the finished thread would be gone by now
+    assert stack.status()["mongo"]["ready"]
+    assert mongo_client.admin.command("ping")["ok"] == 1
+
+
 # ---- safety: ports in use, foreign PIDs ---------------------------------------------------------------
 
 
@@ -227,7 +254,9 @@ def test_port_in_use_is_reported(tmp_path):
         blocker.listen()
         port = blocker.getsockname()[1]
         free = Ports.free()
-        stack = LocalStack(tmp_path, Ports(port, free.blob, free.queue, free.table, free.adls), services=("mongo",))
+        stack = LocalStack(
+            tmp_path, Ports(port, free.blob, free.queue, free.table, free.adls), services=("mongo",)
+        )
         with pytest.raises(StackError, match=r"port \d+ is already in use.*STACK_MONGO_PORT"):
             stack.start()
     assert stack.pids() == {}
@@ -241,14 +270,19 @@ def test_down_never_kills_a_process_it_did_not_start(tmp_path):
         record_file.parent.mkdir(parents=True)
         real_start = _proc_start_time(stranger.pid)
         # the PID now belongs to another program (PID reuse); the same program but started at another time
-        for start_time, argv in ((real_start, ["/somewhere/secantusd-py", "--port", "1"]), (real_start - 1, ["sleep", "60"])):
+        for start_time, argv in (
+            (real_start, ["/somewhere/secantusd-py", "--port", "1"]),
+            (real_start - 1, ["sleep", "60"]),
+        ):
             record = ProcessRecord("mongo", stranger.pid, start_time, argv, {"mongo": 1}, "log")
             record_file.write_text(record.to_json())
             assert stack.stop() == []
             assert stranger.poll() is None
             assert not record_file.exists()
         # control: the record of the very process is honoured
-        record_file.write_text(ProcessRecord("mongo", stranger.pid, real_start, ["sleep", "60"], {"mongo": 1}, "log").to_json())
+        record_file.write_text(
+            ProcessRecord("mongo", stranger.pid, real_start, ["sleep", "60"], {"mongo": 1}, "log").to_json()
+        )
         assert stack.stop() == ["mongo"]
         assert stranger.wait(timeout=5) == -15
     finally:
@@ -262,7 +296,12 @@ def test_down_never_kills_a_process_it_did_not_start(tmp_path):
 def test_ports_from_env_and_defaults():
     assert Ports.from_env({}) == Ports(27117, 10000, 10001, 10002, 10100)
     assert Ports.from_env({"STACK_MONGO_PORT": "28000", "STACK_ADLS_PORT": " 9999 "}).as_dict() == {
-        "mongo": 28000, "blob": 10000, "queue": 10001, "table": 10002, "adls": 9999}
+        "mongo": 28000,
+        "blob": 10000,
+        "queue": 10001,
+        "table": 10002,
+        "adls": 9999,
+    }
     with pytest.raises(ValueError, match="STACK_TABLE_PORT"):
         Ports.from_env({"STACK_TABLE_PORT": "abc"})
     with pytest.raises(ValueError, match="differ"):
