@@ -14,7 +14,7 @@ NODE_STAMP := node_modules/.installed
 STACK_DIR ?= .local
 PYTEST_ARGS ?=
 
-.PHONY: help venv node_modules services services-down services-status test test-fast demo bench clean distclean
+.PHONY: help venv node_modules services services-down services-status test test-fast soak demo bench clean distclean
 
 help: ## Show this help
 	@echo "Usage: make <target>   (ports: STACK_MONGO_PORT, STACK_BLOB_PORT, STACK_QUEUE_PORT, STACK_TABLE_PORT, STACK_ADLS_PORT)"
