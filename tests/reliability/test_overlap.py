@@ -108,3 +108,26 @@ def test_a_run_whose_checkpoint_changes_under_it_stops_without_moving_it(make_pi
     assert pipeline.checkpoint().seq == seq
     pipeline.drain_until_caught_up()
     pipeline.assert_exactly_once()
+
+
+def test_a_run_that_loses_the_race_to_create_the_checkpoint_row_leaves(make_pipeline):
+    """A 409 on the first run's create of the checkpoint row: another run created it between this
+    run's load and its lease. This run leaves (``skipped``) and writes nothing."""
+    from shared.checkpoint import CheckpointStore
+
+    pipeline = make_pipeline(scope="collection")
+    pipeline.collection().insert_many([{"i": i} for i in range(3)])
+    other = pipeline.store()
+
+    class RacedStore(CheckpointStore):
+        def load(self):
+            state = super().load()
+            assert state.checkpoint is None
+            other.acquire(other.load(), "other-run", time.time(), 300)  # the other run wins
+            return state
+
+    report = pipeline.drain_in_process(store=RacedStore(pipeline.settings()))
+    assert report.outcome == "skipped" and report.error["kind"] == "lease_held", report
+    assert "at the same moment" in report.error["message"]
+    assert pipeline.lake_files() == {}
+    assert pipeline.checkpoint().lease_owner == "other-run"
