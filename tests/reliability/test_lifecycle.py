@@ -14,7 +14,6 @@ from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Rege
 from bson.dbref import DBRef
 from bson.raw_bson import RawBSONDocument
 
-from shared import lifecycle
 from shared.layout import encode_name
 
 
