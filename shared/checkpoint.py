@@ -42,7 +42,7 @@ from .errors import (
     PipelineMismatchError,
     TerminalError,
     TransientError,
-    redact,
+    sdk_message,
 )
 from .settings import Settings
 from .source import Position
@@ -376,8 +376,7 @@ class _TableErrors:
             return False
         if isinstance(exc, (ResourceModifiedError, ResourceExistsError)):
             return False  # handled by the caller
-        message = redact(f"{exc.__class__.__name__}: {getattr(exc, 'message', None) or exc}", self.secrets)
-        message = message.splitlines()[0][:300]
+        message = sdk_message(exc, self.secrets)
         if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) == 403:
             raise TerminalError(f"{self.doing}: the checkpoint table refused the credentials ({message})") from None
         raise TransientError(f"{self.doing}: {message}") from None

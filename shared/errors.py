@@ -65,3 +65,9 @@ def redact(text: str, secrets: "list[str] | tuple[str, ...]") -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def sdk_message(exc: BaseException, secrets: "list[str] | tuple[str, ...]") -> str:
+    """The first line of an Azure SDK error, with the secrets scrubbed (SDK messages can be long)."""
+    text = redact(f"{exc.__class__.__name__}: {getattr(exc, 'message', None) or exc}", secrets)
+    return text.splitlines()[0][:300]

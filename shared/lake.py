@@ -32,7 +32,7 @@ from azure.core.exceptions import (
 from azure.storage.filedatalake import DataLakeServiceClient, FileSystemClient
 
 from .batch import FileState, PendingFile
-from .errors import TerminalError, TransientError, redact
+from .errors import TerminalError, TransientError, sdk_message
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,7 @@ class _LakeErrors:
         code = getattr(exc, "error_code", None)
         if isinstance(exc, (ResourceExistsError, ResourceModifiedError)) or code in _CONFLICT_CODES:
             raise Conflict(f"{self.doing}: {code or exc.__class__.__name__}") from exc
-        message = redact(f"{exc.__class__.__name__}: {getattr(exc, 'message', None) or exc}", self.secrets)
-        message = message.splitlines()[0][:300]
+        message = sdk_message(exc, self.secrets)
         if isinstance(exc, ClientAuthenticationError) or code in ("AuthorizationFailure", "AuthenticationFailed",
                                                                    "AuthorizationPermissionMismatch"):
             raise TerminalError(f"{self.doing}: the lake refused the credentials ({message})") from None

@@ -29,7 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `pytest` run without `python -m` from the repo root
     sys.path.insert(0, str(REPO_ROOT))
 
-from devtools.stack import DEV_ACCOUNT, LocalStack, Ports, StackError  # noqa: E402
+from devtools.stack import LocalStack, Ports, StackError  # noqa: E402
+from shared.lake import account_name  # noqa: E402
 
 # Real-service overrides: TEST_* variable -> the setting it replaces.
 TEST_OVERRIDES = {
@@ -143,23 +144,13 @@ def stack_env(stack: LocalStack) -> StackSettings:
     return env
 
 
-def _account_name(account_url: str) -> str:
-    """The account name: the first path segment of an IP-style URL (``http://127.0.0.1:P/ACCOUNT``),
-    else the first label of the host (``https://ACCOUNT.dfs.core.windows.net``)."""
-    parts = urllib.parse.urlsplit(account_url)
-    host = parts.hostname or ""
-    if host.replace(".", "").isdigit() or host == "localhost":
-        return parts.path.strip("/").split("/")[0] or DEV_ACCOUNT
-    return host.split(".")[0]
-
-
 def datalake_credential(env: dict) -> object:
     """The credential object for the lake settings in ``env`` (shared key or SAS)."""
     from azure.core.credentials import AzureSasCredential
 
     if env.get("ADLS_SAS"):
         return AzureSasCredential(env["ADLS_SAS"].lstrip("?"))
-    return {"account_name": _account_name(env["ADLS_ACCOUNT_URL"]), "account_key": env["ADLS_SHARED_KEY"]}
+    return {"account_name": account_name(env["ADLS_ACCOUNT_URL"]), "account_key": env["ADLS_SHARED_KEY"]}
 
 
 # --------------------------------------------------------------------------------------------------
