@@ -37,6 +37,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableService
 
 from .batch import FileState
 from .errors import (
+    ErrorContext,
     LeaseHeldError,
     LeaseLostError,
     PipelineMismatchError,
@@ -364,13 +365,7 @@ def _quote(value: str) -> str:
     return value.replace("'", "''")
 
 
-class _TableErrors:
-    def __init__(self, doing: str, secrets: tuple[str, ...]) -> None:
-        self.doing, self.secrets = doing, secrets
-
-    def __enter__(self):
-        return self
-
+class _TableErrors(ErrorContext):
     def __exit__(self, exc_type, exc, tb):
         if exc is None or not isinstance(exc, AzureError):
             return False

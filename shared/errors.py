@@ -71,3 +71,14 @@ def sdk_message(exc: BaseException, secrets: "list[str] | tuple[str, ...]") -> s
     """The first line of an Azure SDK error, with the secrets scrubbed (SDK messages can be long)."""
     text = redact(f"{exc.__class__.__name__}: {getattr(exc, 'message', None) or exc}", secrets)
     return text.splitlines()[0][:300]
+
+
+class ErrorContext:
+    """Base of the ``with`` blocks that turn a client library's exceptions into errors with a kind
+    (``__exit__``, per service) and a message that says what was being done, secrets scrubbed."""
+
+    def __init__(self, doing: str, secrets: "list[str] | tuple[str, ...]") -> None:
+        self.doing, self.secrets = doing, secrets
+
+    def __enter__(self):
+        return self

@@ -32,7 +32,7 @@ from azure.core.exceptions import (
 from azure.storage.filedatalake import DataLakeServiceClient, FileSystemClient
 
 from .batch import FileState, PendingFile
-from .errors import TerminalError, TransientError, sdk_message
+from .errors import ErrorContext, TerminalError, TransientError, sdk_message
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -261,13 +261,7 @@ def _last_seq(data: bytes, path: str) -> int:
         raise TerminalError(f"recovering {path}: its last line is not a line this app wrote ({exc})") from None
 
 
-class _LakeErrors:
-    def __init__(self, doing: str, secrets: tuple[str, ...]) -> None:
-        self.doing, self.secrets = doing, secrets
-
-    def __enter__(self):
-        return self
-
+class _LakeErrors(ErrorContext):
     def __exit__(self, exc_type, exc, tb):
         if exc is None or not isinstance(exc, AzureError):
             return False

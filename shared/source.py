@@ -12,7 +12,7 @@ from bson import Timestamp, json_util
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo_errors
 
-from .errors import EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
+from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
 from .lifecycle import STRIP_LARGE_FIELDS
 from .settings import Settings
 
@@ -157,14 +157,12 @@ class ChangeSource:
         return _MongoErrors(doing, opening, self._secrets)
 
 
-class _MongoErrors:
+class _MongoErrors(ErrorContext):
     """Turns driver exceptions into errors with a kind and a message that says what was being done."""
 
     def __init__(self, doing: str, opening: bool, secrets: tuple[str, ...]) -> None:
-        self.doing, self.opening, self.secrets = doing, opening, secrets
-
-    def __enter__(self):
-        return self
+        super().__init__(doing, secrets)
+        self.opening = opening
 
     def __exit__(self, exc_type, exc, tb):
         if exc is None or not isinstance(exc, mongo_errors.PyMongoError):

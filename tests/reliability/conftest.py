@@ -70,13 +70,11 @@ class PrivateMongo:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def small_oplog_mongo(tmp_path_factory):
-    """A private SecantusDB whose oplog keeps 100 entries (pruned every 1000 writes, see the notes
-    on the local stack): writing 1100 documents drops older positions. Yields its URI."""
+def _private_mongo(folder, oplog_max_entries: int):
+    """Start a ``PrivateMongo``, yield it with a connected ``client``, stop it after."""
     import pymongo
 
-    server = PrivateMongo(tmp_path_factory.mktemp("small-oplog"), oplog_max_entries=100)
+    server = PrivateMongo(folder, oplog_max_entries=oplog_max_entries)
     server.start()
     try:
         client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=15000)
@@ -86,23 +84,19 @@ def small_oplog_mongo(tmp_path_factory):
         client.close()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def small_oplog_mongo(tmp_path_factory):
+    """A private SecantusDB whose oplog keeps 100 entries (pruned every 1000 writes, see the notes
+    on the local stack): writing 1100 documents drops older positions. Yields its URI."""
+    yield from _private_mongo(tmp_path_factory.mktemp("small-oplog"), oplog_max_entries=100)
 
 
 @pytest.fixture(scope="module")
 def test_commands_mongo(tmp_path_factory):
     """A private SecantusDB with the usual oplog and ``configureFailPoint`` (server-side faults)."""
-    import pymongo
-
-    server = PrivateMongo(tmp_path_factory.mktemp("failpoints"), oplog_max_entries=100000)
-    server.start()
-    try:
-        client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=15000)
-        client.admin.command("ping")
-        server.client = client
-        yield server
-        client.close()
-    finally:
-        server.stop()
+    yield from _private_mongo(tmp_path_factory.mktemp("failpoints"), oplog_max_entries=100000)
 
 
 def _private_maker(server, stack_env, datalake_service, fresh_filesystem, fresh_table_name):
