@@ -167,12 +167,16 @@ class Lease:
         self.break_at = None
         return self.lease_id
 
-    def renew(self, lease_id: str | None) -> str:
+    def _check_holder(self, lease_id: str | None) -> None:
+        """Renew and release need a current lease and its ID."""
         self.refresh()
         if self.state == "available" or self.lease_id is None:
             raise error(409, "LeaseNotPresentWithLeaseOperation")
         if lease_id != self.lease_id:
             raise error(409, "LeaseIdMismatchWithLeaseOperation")
+
+    def renew(self, lease_id: str | None) -> str:
+        self._check_holder(lease_id)
         if self.state in ("breaking", "broken"):
             raise error(409, "LeaseIsBrokenAndCannotBeRenewed")
         self.state = "leased"
@@ -180,11 +184,7 @@ class Lease:
         return self.lease_id
 
     def release(self, lease_id: str | None) -> None:
-        self.refresh()
-        if self.state == "available" or self.lease_id is None:
-            raise error(409, "LeaseNotPresentWithLeaseOperation")
-        if lease_id != self.lease_id:
-            raise error(409, "LeaseIdMismatchWithLeaseOperation")
+        self._check_holder(lease_id)
         self.state, self.lease_id, self.expires_at, self.break_at = "available", None, None, None
 
     def change(self, lease_id: str | None, proposed_id: str | None) -> str:
