@@ -1,16 +1,15 @@
 """Routing and buffering of numbered lines into per-file batches. Pure: no I/O.
 
 A ``FileState`` is what the checkpoint table records per partition folder after each commit: the
-file the folder appends to, its committed length and ETag, and ``hwm``, the highest ``_seq``
-durably written anywhere in that folder. A ``Batch`` routes each numbered line to its folder's file
-(rolling by window and size, see ``layout``), drops lines at or below the folder's ``hwm`` (events a
-replay delivers again), and keeps the bytes per file until the commit.
+file the folder appends to, its committed length and ETag. A ``Batch`` routes each numbered line to
+its folder's file (rolling by window and size, see ``layout``) and keeps the bytes per file until
+the commit. Which events a replay must skip is decided before a line reaches the batch (by resume
+token, see ``replay``), so routing may differ freely between a run and its replay.
 """
 
 from __future__ import annotations
 
-from array import array
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import layout
 
@@ -22,12 +21,16 @@ class FileState:
     part: int
     length: int
     etag: str | None  # None: the file has not been created yet
-    hwm: int  # highest _seq durably written in this folder
     gen: str  # the pipeline generation that owns the file (part of its name)
 
     @property
     def path(self) -> str:
         return f"{self.dir}/{layout.file_name(self.window, self.part, self.gen)}"
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Files of one folder are written in this order: a newer state has a larger one."""
+        return (self.window, self.part)
 
 
 @dataclass
@@ -36,32 +39,36 @@ class PendingFile:
 
     base: FileState
     data: bytearray = field(default_factory=bytearray)
-    seqs: array = field(default_factory=lambda: array("q"))
-    ends: array = field(default_factory=lambda: array("q"))
+    first_seq: int = 0
+    last_seq: int = 0
+    events: int = 0
+    first_cluster: int | None = None  # cluster seconds of the first and last line
+    last_cluster: int | None = None
 
     @property
     def path(self) -> str:
         return self.base.path
 
     @property
-    def last_seq(self) -> int:
-        return self.seqs[-1]
+    def end(self) -> int:
+        return self.base.length + len(self.data)
 
-    def add(self, seq: int, line: bytes) -> None:
+    def add(self, seq: int, cluster_seconds: int, line: bytes) -> None:
         self.data += line
-        self.seqs.append(seq)
-        self.ends.append(len(self.data))
+        if not self.events:
+            self.first_seq, self.first_cluster = seq, cluster_seconds
+        self.last_seq, self.last_cluster = seq, cluster_seconds
+        self.events += 1
 
-    def after(self, hwm: int) -> bytes:
-        """The bytes of the lines whose seq is above ``hwm`` (lines are in seq order)."""
-        for i, seq in enumerate(self.seqs):
-            if seq > hwm:
-                start = self.ends[i - 1] if i else 0
-                return bytes(self.data[start:])
-        return b""
 
-    def seqs_after(self, hwm: int) -> list[int]:
-        return [s for s in self.seqs if s > hwm]
+def newest(states) -> dict[str, FileState]:
+    """The newest state of each folder among ``states`` (a later one wins a tie)."""
+    latest: dict[str, FileState] = {}
+    for state in states:
+        known = latest.get(state.dir)
+        if known is None or state.order >= known.order:
+            latest[state.dir] = state
+    return latest
 
 
 class Batch:
@@ -75,17 +82,9 @@ class Batch:
         self.pending: dict[str, PendingFile] = {}  # folder -> lines of its current file (in order)
         self.sealed: list[PendingFile] = []  # files of this batch the folder already rolled past
         self.bytes = 0
-        self.lines = 0
-        self.skipped = 0
-
-    def is_replayed(self, folder: str, seq: int) -> bool:
-        state = self.states.get(folder)
-        return state is not None and seq <= state.hwm
+        self.events = 0
 
     def add(self, folder: str, cluster_seconds: int, seq: int, line: bytes) -> None:
-        if self.is_replayed(folder, seq):
-            self.skipped += 1
-            return
         window = layout.window_start(cluster_seconds, self.window_seconds)
         pending = self.pending.get(folder)
         current = pending.base if pending else self.states.get(folder)
@@ -94,33 +93,36 @@ class Batch:
             length = current.length + (len(pending.data) if pending else 0)
             open_now = layout.OpenFile(current.window, current.part, length)
         target = layout.next_file(open_now, window, len(line), self.max_file_bytes)
-        if pending is None or (target.window, target.part) != (pending.base.window, pending.base.part):
+        if pending is None or (target.window, target.part) != pending.base.order:
             if pending is not None:
                 self.sealed.append(pending)
-            if current is not None and (target.window, target.part) == (current.window, current.part):
+            if current is not None and (target.window, target.part) == current.order:
                 base = current  # appending to the committed file
             else:
-                hwm = current.hwm if current is not None else 0
-                base = FileState(folder, target.window, target.part, 0, None, hwm, self.gen)
+                base = FileState(folder, target.window, target.part, 0, None, self.gen)
             pending = self.pending[folder] = PendingFile(base)
-        pending.add(seq, line)
+        pending.add(seq, cluster_seconds, line)
         self.bytes += len(line)
-        self.lines += 1
+        self.events += 1
+
+    @property
+    def folders(self) -> int:
+        return len(self.pending)
 
     def files(self) -> list[PendingFile]:
-        """Every file with new lines, sealed parts first within a folder (they precede in seq)."""
+        """Every file with new lines, sealed parts first within a folder (they precede in order)."""
         return self.sealed + list(self.pending.values())
 
     def committed(self, results: list[FileState]) -> None:
         """Record the states the lake reported after the flushes; empty the batch."""
-        for state in results:
-            known = self.states.get(state.dir)
-            if known is None or (state.hwm, state.window, state.part) >= (known.hwm, known.window, known.part):
-                self.states[state.dir] = state
+        self.adopt(results)
         self.pending.clear()
         self.sealed.clear()
-        self.bytes = self.lines = 0
+        self.bytes = self.events = 0
 
-
-def advanced(state: FileState, length: int, etag: str, hwm: int) -> FileState:
-    return replace(state, length=length, etag=etag, hwm=max(state.hwm, hwm))
+    def adopt(self, states) -> None:
+        """Make ``states`` the folders' current files where they are at least as new."""
+        for folder, state in newest(states).items():
+            known = self.states.get(folder)
+            if known is None or state.order >= known.order:
+                self.states[folder] = state

@@ -1,18 +1,21 @@
-"""Azure Table Storage: the pipeline's position, its files' states, and its run lease.
+"""Azure Table Storage: the pipeline's position, its commit intent, its files' states, its run lease.
 
 One partition per pipeline (``PartitionKey`` = ``PIPELINE_NAME``):
 
-* row ``checkpoint``: the position (resume token and how to use it), ``seq`` (the last ``_seq``
-  given out), the pipeline identity (hash of scope and filter) and generation, the lease
-  (``lease_owner``, ``lease_until``), the last run report and the last error;
-* one row ``f-<hash of folder>`` per partition folder: the file it appends to, committed length,
-  ETag and ``hwm`` (see ``batch.FileState``).
+* row ``checkpoint``: the position (resume token and how to use it; a concrete one from the first
+  run on, never "now"), ``seq`` (the last ``_seq`` committed), the open commit intent if a run is
+  writing or died writing (see ``intent``), the pipeline identity (hash and items: see
+  ``Settings.identity``) and generation, the run lease (``lease_owner``, ``lease_until``), the
+  first position (``origin``), the last run report and the last error;
+* one row ``f-<hash of folder>`` per partition folder: the file it appends to, committed length
+  and ETag (see ``batch.FileState``).
 
 Every write of the checkpoint row carries ``If-Match`` on the ETag this run last saw, so a run
-whose lease was taken over cannot move the position. A commit is one entity-group transaction
-(checkpoint row plus up to 99 folder rows, atomic); more folders than that are written first, in
-transactions of their own: folder rows only describe data already flushed, so writing them early
-is safe (a replay skips lines at or below each folder's ``hwm``).
+whose lease was taken over can neither record an intent nor move the position. A commit is one
+entity-group transaction (checkpoint row plus up to 99 folder rows, atomic). A commit with more
+folders is several transactions, each of which also updates the checkpoint row under ``If-Match``
+(so each is refused to a run that lost its lease); only the last moves the position and clears the
+intent, and a run that dies between them leaves the intent for the next run to recover from.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import json
 import logging
 import secrets as _random
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -35,7 +39,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient, UpdateMode
 
-from .batch import FileState
+from . import layout
+from .batch import FileState, newest
 from .errors import (
     ErrorContext,
     LeaseHeldError,
@@ -45,6 +50,7 @@ from .errors import (
     TransientError,
     sdk_message,
 )
+from .intent import Intent
 from .settings import Settings
 from .source import Position
 
@@ -53,7 +59,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_ROW = "checkpoint"
 FILE_ROW_PREFIX = "f-"
 MAX_TRANSACTION = 100
-SCHEMA = 1
+SCHEMA = 2
+# Table string properties hold 64 KiB (32K UTF-16 characters): long values are cut or split.
+MAX_TEXT = 30000
+MAX_INTENT_PARTS = 24  # an intent of up to ~720K characters (the row may hold 1 MiB)
 
 
 @dataclass
@@ -70,6 +79,9 @@ class Checkpoint:
     lease_until: float = 0.0
     etag: str | None = None  # of the row as this run last saw it; None: no row yet
     gap: dict | None = None  # a restart after lost history whose gap record is not written yet
+    intent: Intent | None = None  # a batch being written (or left by a run that failed writing it)
+    identity_items: dict | None = None  # what the identity hash covers, to name what changed
+    origin: str | None = None  # the pipeline's first position ("<seconds>.<increment>")
 
 
 @dataclass
@@ -79,11 +91,11 @@ class PipelineState:
 
 
 def make_table_client(settings: Settings) -> TableClient:
-    options = dict(retry_total=5, retry_backoff_factor=0.5, retry_backoff_max=8, connection_timeout=10, read_timeout=60)
+    options = dict(retry_total=5, retry_backoff_factor=0.5, retry_backoff_max=8, connection_timeout=10, read_timeout=30)
     if settings.checkpoint_connection_string:
         service = TableServiceClient.from_connection_string(str(settings.checkpoint_connection_string), **options)
     else:
-        from azure.identity import DefaultAzureCredential
+        from azure.identity import DefaultAzureCredential  # deferred: heavy, and only for Entra ID
 
         service = TableServiceClient(settings.checkpoint_account_url, credential=DefaultAzureCredential(), **options)
     return service.get_table_client(settings.checkpoint_table)
@@ -99,6 +111,14 @@ class CheckpointStore:
         self._pipeline = settings.pipeline_name
         self._table = table or make_table_client(settings)
         self._secrets = settings.secrets
+        # Why a lock: the lease keeper renews from its own thread; every write of the checkpoint
+        # row reads and replaces the ETag this run last saw.
+        self._row_lock = threading.RLock()
+        self._legacy = False
+        # The row as this run last wrote it: every conditional write uses and replaces the ETag.
+        self._etag: str | None = None
+        self._owner = ""
+        self.lease_until = 0.0
         self.requests = 0
 
     # -- reading ------------------------------------------------------------------------------
@@ -123,6 +143,13 @@ class CheckpointStore:
             elif row["RowKey"].startswith(FILE_ROW_PREFIX):
                 file_state = _file_from(row)
                 state.files[file_state.dir] = file_state
+        checkpoint = state.checkpoint
+        if checkpoint is not None and checkpoint.intent is None and self._legacy:
+            # A row of schema 1 kept no intent: treat every folder's file as possibly holding lines of
+            # a run that failed after its flush, so the first run reads them back before writing.
+            files = {f.path: f.length for f in state.files.values() if f.etag is not None}
+            if files:
+                checkpoint.intent = Intent(checkpoint.seq + 1, checkpoint.seq, None, None, files)
         if state.checkpoint is None and state.files:
             raise TerminalError(
                 f"loading the checkpoint of pipeline {self._pipeline!r}: the table holds file states but no "
@@ -134,16 +161,18 @@ class CheckpointStore:
     def _checkpoint_from(self, row) -> Checkpoint:
         name = self._pipeline
         try:
-            if _int(row.get("schema", 0)) != SCHEMA:
+            schema = _int(row.get("schema", 0))
+            if schema not in (1, SCHEMA):
                 raise ValueError(f"schema {row.get('schema')!r}")
+            self._legacy = schema == 1
             position = None
             if row.get("token"):
                 kind = row["token_kind"]
                 if kind not in ("resume_after", "start_after", "start_at"):
                     raise ValueError(f"token_kind {kind!r}")
                 position = Position(kind, row["token"])
-                if kind != "start_at":
-                    position.watch_options()  # parses the token
+                position.watch_options()  # parses the token
+            intent_text = "".join(row.get(f"intent_{i}") or "" for i in range(MAX_INTENT_PARTS))
             checkpoint = Checkpoint(
                 position=position,
                 seq=_int(row["seq"]),
@@ -157,7 +186,13 @@ class CheckpointStore:
                 lease_until=float(row.get("lease_until", 0.0)),
                 etag=row.metadata["etag"],
                 gap=json.loads(row["gap"]) if row.get("gap") else None,
+                intent=Intent.from_json(intent_text) if intent_text else None,
+                identity_items=json.loads(row["identity_items"]) if row.get("identity_items") else None,
+                origin=row.get("origin") or None,
             )
+            if checkpoint.intent is not None:
+                for path in checkpoint.intent.files:
+                    _check_path(path, checkpoint.generation)
         except (KeyError, ValueError, TypeError) as exc:
             raise TerminalError(
                 f"loading the checkpoint of pipeline {name!r}: the row is corrupt or was not written by this "
@@ -166,80 +201,125 @@ class CheckpointStore:
         if checkpoint.seq < 0 or not (checkpoint.generation.isalnum() and checkpoint.generation.isascii()):
             raise TerminalError(f"loading the checkpoint of pipeline {name!r}: the row is corrupt (seq or generation)")
         if checkpoint.identity != self._settings.pipeline_identity:
-            raise PipelineMismatchError(
-                f"the checkpoint of pipeline {name!r} was written for another scope or MONGO_PIPELINE filter "
-                f"(identity {checkpoint.identity} here {self._settings.pipeline_identity}); its position and "
-                "sequence numbers do not apply. Use another PIPELINE_NAME for the new scope or filter, or "
-                "delete this pipeline's rows to start it again."
-            )
+            raise PipelineMismatchError(self._mismatch(checkpoint))
         return checkpoint
+
+    def _mismatch(self, checkpoint: Checkpoint) -> str:
+        name = self._pipeline
+        changed = ""
+        current = getattr(self._settings, "identity", None)
+        if checkpoint.identity_items and current is not None:
+            from . import settings as settings_module  # the wording of each difference lives there
+
+            differences = getattr(settings_module, "identity_differences", None)
+            if differences is not None:
+                changed = "; ".join(differences(checkpoint.identity_items, current))
+        return (f"the checkpoint of pipeline {name!r} was written for another stream or lake"
+                f"{' (' + changed + ')' if changed else ''} (identity {checkpoint.identity}, here "
+                f"{self._settings.pipeline_identity}); its position and sequence numbers do not apply here. Give "
+                "the new stream its own PIPELINE_NAME, restore the settings, or delete this pipeline's rows to "
+                "start it again.")
 
     # -- the lease ----------------------------------------------------------------------------
     def acquire(self, state: PipelineState, owner: str, now: float, seconds: float) -> Checkpoint:
-        """Take the pipeline's run lease, creating the checkpoint row on a first run.
+        """Take the pipeline's run lease, creating the checkpoint row (without a position) on a first run.
 
         Raises ``LeaseHeldError`` when another run holds an unexpired lease or wins the race.
         """
         checkpoint = state.checkpoint
         if checkpoint is None:
-            checkpoint = Checkpoint(None, 0, self._settings.pipeline_identity, new_generation())
+            checkpoint = Checkpoint(None, 0, self._settings.pipeline_identity, new_generation(),
+                                    identity_items=getattr(self._settings, "identity", None))
         elif checkpoint.lease_owner and checkpoint.lease_owner != owner and checkpoint.lease_until > now:
             raise LeaseHeldError(
                 f"pipeline {self._pipeline!r} is being drained by run {checkpoint.lease_owner} "
                 f"(lease for {checkpoint.lease_until - now:.0f} s more); this run leaves without writing"
             )
-        checkpoint.lease_owner, checkpoint.lease_until = owner, now + seconds
-        entity = self._checkpoint_entity(checkpoint)
-        with self._errors("taking the pipeline lease"):
+        with self._row_lock, self._errors("taking the pipeline lease"):
+            self._owner, self.lease_until = owner, now + seconds
+            entity = self._checkpoint_entity(checkpoint)
             try:
                 self.requests += 1
                 if checkpoint.etag is None:
-                    checkpoint.etag = self._table.create_entity(entity)["etag"]
+                    self._etag = self._table.create_entity(entity)["etag"]
                 else:
-                    checkpoint.etag = self._table.update_entity(
+                    self._etag = self._table.update_entity(
                         entity, mode=UpdateMode.REPLACE, etag=checkpoint.etag,
                         match_condition=MatchConditions.IfNotModified,
                     )["etag"]
             except (ResourceExistsError, ResourceModifiedError):
+                self.lease_until = 0.0
                 raise LeaseHeldError(
                     f"pipeline {self._pipeline!r}: another run took the lease at the same moment; "
                     "this run leaves without writing"
                 ) from None
+        checkpoint.lease_owner, checkpoint.lease_until, checkpoint.etag = owner, self.lease_until, self._etag
         state.checkpoint = checkpoint
         return checkpoint
 
-    # -- the commit ---------------------------------------------------------------------------
-    def commit(self, checkpoint: Checkpoint, files: list[FileState]) -> None:
-        """Save the position and the touched files' states; the only place the position moves."""
-        file_rows = [_file_entity(self._pipeline, f) for f in _latest_per_folder(files)]
-        checkpoint_entity = self._checkpoint_entity(checkpoint)
-        early, last = file_rows[: max(0, len(file_rows) - (MAX_TRANSACTION - 1))], file_rows[-(MAX_TRANSACTION - 1):]
-        if len(file_rows) <= MAX_TRANSACTION - 1:
-            early, last = [], file_rows
-        with self._errors("committing the position"):
-            for start in range(0, len(early), MAX_TRANSACTION):
-                self.requests += 1
-                self._table.submit_transaction([("upsert", row) for row in early[start:start + MAX_TRANSACTION]])
-            operations: list[Any] = [("update", checkpoint_entity, {
-                "mode": UpdateMode.REPLACE, "etag": checkpoint.etag, "match_condition": MatchConditions.IfNotModified,
-            })]
-            operations += [("upsert", row) for row in last]
+    def renew(self, until: float) -> None:
+        """Extend this run's lease to ``until`` (``If-Match``: refused once another run took it)."""
+        with self._row_lock, self._errors("renewing the pipeline lease"):
+            if not self.lease_until:
+                return  # released with the final commit
             try:
                 self.requests += 1
-                results = self._table.submit_transaction(operations)
+                self._etag = self._table.update_entity(
+                    {"PartitionKey": self._pipeline, "RowKey": CHECKPOINT_ROW, "lease_until": float(until)},
+                    mode=UpdateMode.MERGE, etag=self._etag, match_condition=MatchConditions.IfNotModified,
+                )["etag"]
             except ResourceModifiedError:
-                raise LeaseLostError(
-                    f"pipeline {self._pipeline!r}: the checkpoint changed under this run (its lease was taken "
-                    "over); the position was not moved"
-                ) from None
-            except Exception as exc:  # TableTransactionError carries the failing operation's error
-                if "UpdateConditionNotSatisfied" in str(exc) or "ConditionNotMet" in str(exc):
-                    raise LeaseLostError(
-                        f"pipeline {self._pipeline!r}: the checkpoint changed under this run (its lease was "
-                        "taken over); the position was not moved"
-                    ) from None
-                raise
-        checkpoint.etag = results[0]["etag"]
+                raise self._lost("its lease could not be renewed") from None
+            self.lease_until = until
+
+    # -- the intent and the commit ------------------------------------------------------------
+    def record_intent(self, checkpoint: Checkpoint, intent: Intent | None) -> None:
+        """Save ``checkpoint`` with ``intent`` before the batch it describes is written."""
+        with self._row_lock, self._errors("recording the commit intent"):
+            entity = self._checkpoint_entity(checkpoint, intent=intent)
+            try:
+                self.requests += 1
+                self._etag = self._table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=self._etag, match_condition=MatchConditions.IfNotModified,
+                )["etag"]
+            except ResourceModifiedError:
+                raise self._lost("it could not record its commit intent") from None
+
+    def commit(self, checkpoint: Checkpoint, files: list[FileState], release: bool = False) -> None:
+        """Save ``checkpoint`` (the new position, its intent or none) and the touched files' states;
+        the only place the position moves. ``release``: also give up the run lease.
+
+        More than 99 folders: the earlier transactions carry 99 folder rows each and a conditional
+        touch of the checkpoint row; the last one carries the rest and the checkpoint itself."""
+        file_rows = [_file_entity(self._pipeline, f) for f in newest(files).values()]
+        chunk = MAX_TRANSACTION - 1
+        groups = [file_rows[i:i + chunk] for i in range(0, len(file_rows), chunk)] or [[]]
+        with self._row_lock, self._errors("committing the position"):
+            for index, rows in enumerate(groups):
+                last = index == len(groups) - 1
+                if last and release:
+                    self.lease_until = 0.0
+                entity = self._checkpoint_entity(checkpoint) if last else {
+                    "PartitionKey": self._pipeline, "RowKey": CHECKPOINT_ROW, "lease_until": float(self.lease_until)}
+                operations: list[Any] = [("update", entity, {
+                    "mode": UpdateMode.REPLACE if last else UpdateMode.MERGE, "etag": self._etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                })]
+                operations += [("upsert", row) for row in rows]
+                try:
+                    self.requests += 1
+                    results = self._table.submit_transaction(operations)
+                except ResourceModifiedError:
+                    raise self._lost("its commit was refused") from None
+                except Exception as exc:  # TableTransactionError carries the failing operation's error
+                    if "UpdateConditionNotSatisfied" in str(exc) or "ConditionNotMet" in str(exc):
+                        raise self._lost("its commit was refused") from None
+                    raise
+                self._etag = results[0]["etag"]
+
+    def _lost(self, what: str) -> LeaseLostError:
+        return LeaseLostError(f"pipeline {self._pipeline!r}: the checkpoint changed under this run (another run "
+                              f"took its lease), so {what}; the position was not moved")
 
     def forget_folders(self, folders: list[str]) -> None:
         """Delete the rows of folders no event can reach any more (best effort: a leftover row is harmless)."""
@@ -254,28 +334,23 @@ class CheckpointStore:
                 log.info("pipeline %s: old folder rows not deleted (%s)", self._pipeline, exc.__class__.__name__)
 
     def save_report(self, checkpoint: Checkpoint) -> None:
-        """Store the run report / error and release the lease (If-Match: only while this run owns it)."""
-        with self._errors("saving the run report"):
+        """Store ``checkpoint`` (as last committed, with the run report / error) and release the lease
+        (If-Match: only while this run owns it)."""
+        with self._row_lock, self._errors("saving the run report"):
+            self.lease_until = 0.0
             try:
                 self.requests += 1
-                checkpoint.etag = self._table.update_entity(
-                    self._checkpoint_entity(checkpoint), mode=UpdateMode.REPLACE, etag=checkpoint.etag,
+                self._etag = self._table.update_entity(
+                    self._checkpoint_entity(checkpoint), mode=UpdateMode.REPLACE, etag=self._etag,
                     match_condition=MatchConditions.IfNotModified,
                 )["etag"]
             except ResourceModifiedError:
                 log.warning("pipeline %s: the lease was taken over before the report was saved", self._pipeline)
 
-    def delete_pipeline(self) -> int:
-        """Remove every row of this pipeline (used by tests and by users resetting a pipeline)."""
-        rows = list(self._table.query_entities(f"PartitionKey eq '{_quote(self._pipeline)}'", select=["RowKey"]))
-        for start in range(0, len(rows), MAX_TRANSACTION):
-            self._table.submit_transaction(
-                [("delete", {"PartitionKey": self._pipeline, "RowKey": r["RowKey"]}) for r in rows[start:start + 100]]
-            )
-        return len(rows)
-
     # -- rows ---------------------------------------------------------------------------------
-    def _checkpoint_entity(self, cp: Checkpoint) -> dict[str, Any]:
+    def _checkpoint_entity(self, cp: Checkpoint, intent: Intent | None = None) -> dict[str, Any]:
+        """The checkpoint row; the lease is this store's (owner and ``lease_until`` as last written)."""
+        intent = intent if intent is not None else cp.intent
         entity = {
             "PartitionKey": self._pipeline,
             "RowKey": CHECKPOINT_ROW,
@@ -284,29 +359,45 @@ class CheckpointStore:
             "token_kind": cp.position.kind if cp.position else "",
             "seq": EntityProperty(cp.seq, EdmType.INT64),
             "identity": cp.identity,
+            "identity_items": json.dumps(cp.identity_items, sort_keys=True)[:MAX_TEXT] if cp.identity_items else "",
             "generation": cp.generation,
+            "origin": cp.origin or "",
             "committed_at": cp.committed_at.isoformat() if cp.committed_at else "",
             "last_cluster_time": EntityProperty(cp.last_cluster_time, EdmType.INT64)
             if cp.last_cluster_time is not None else None,
-            "last_run": json.dumps(cp.last_run, default=str)[:60000] if cp.last_run else "",
-            "last_error": json.dumps(cp.last_error, default=str)[:60000] if cp.last_error else "",
-            "lease_owner": cp.lease_owner,
-            "lease_until": float(cp.lease_until),
+            "last_run": _cut_json(cp.last_run),
+            "last_error": _cut_json(cp.last_error),
+            "lease_owner": self._owner if self.lease_until else "",
+            "lease_until": float(self.lease_until),
             "gap": json.dumps(cp.gap) if cp.gap else "",
         }
+        text = intent.to_json() if intent is not None else ""
+        parts = [text[i:i + MAX_TEXT] for i in range(0, len(text), MAX_TEXT)]
+        if len(parts) > MAX_INTENT_PARTS:
+            raise TransientError(f"pipeline {self._pipeline!r}: a commit intent of {len(text)} characters does not "
+                                 "fit the checkpoint row")
+        for i in range(MAX_INTENT_PARTS):
+            entity[f"intent_{i}"] = parts[i] if i < len(parts) else ""
         return {k: v for k, v in entity.items() if v is not None}
 
     def _errors(self, doing: str):
         return _TableErrors(doing, self._secrets)
 
 
-def _latest_per_folder(files: list[FileState]) -> list[FileState]:
-    latest: dict[str, FileState] = {}
-    for f in files:
-        known = latest.get(f.dir)
-        if known is None or (f.hwm, f.window, f.part) >= (known.hwm, known.window, known.part):
-            latest[f.dir] = f
-    return list(latest.values())
+def _cut_json(value: dict | None) -> str:
+    if not value:
+        return ""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= MAX_TEXT else json.dumps({"truncated": text[:MAX_TEXT - 100]})
+
+
+def _check_path(path: str, generation: str) -> None:
+    """An intent names files: refuse paths this app never writes (another generation, ``..``)."""
+    folder, _, name = path.rpartition("/")
+    _, _, gen = layout.parse_file_name(name)
+    if gen != generation or not folder or any(p in ("", ".", "..") for p in folder.split("/")) \
+            or layout.folder_day(folder) is None:
+        raise ValueError(f"intent path {path!r}")
 
 
 def folder_row_key(folder: str) -> str:
@@ -322,7 +413,6 @@ def _file_entity(pipeline: str, f: FileState) -> dict[str, Any]:
         "part": f.part,
         "length": EntityProperty(f.length, EdmType.INT64),
         "etag": f.etag or "",
-        "hwm": EntityProperty(f.hwm, EdmType.INT64),
         "gen": f.gen,
     }
 
@@ -330,15 +420,15 @@ def _file_entity(pipeline: str, f: FileState) -> dict[str, Any]:
 def _file_from(row) -> FileState:
     try:
         state = FileState(row["dir"], _int(row["window"]), _int(row["part"]), _int(row["length"]),
-                          row["etag"] or None, _int(row["hwm"]), row["gen"])
+                          row["etag"] or None, row["gen"])
         # the row names a file path: refuse what this app never writes (another folder's row, a
         # generation that is not a plain id, negative numbers)
         if row["RowKey"] != folder_row_key(state.dir):
             raise ValueError("the row key does not match its folder")
         if not (isinstance(state.gen, str) and state.gen.isalnum() and state.gen.isascii()):
             raise ValueError(f"generation {state.gen!r}")
-        if min(state.window, state.part, state.length, state.hwm) < 0:
-            raise ValueError("a negative window, part, length or hwm")
+        if min(state.window, state.part, state.length) < 0:
+            raise ValueError("a negative window, part or length")
         return state
     except (KeyError, ValueError, TypeError) as exc:
         raise TerminalError(

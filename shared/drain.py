@@ -1,13 +1,14 @@
-"""One drain run: the only place that orders read -> write -> commit.
+"""One drain run: reads the change stream, numbers and routes events, and hands sealed batches to
+the committer (``commit``), the only place that orders "record the intent, write, commit".
 
-1. Load the checkpoint and file states (one Table query) and take the pipeline's run lease.
-2. Open the change stream at the stored position (none: ``START_AT``).
-3. Read events with ``try_next`` until none is waiting (caught up), the budget ends (leaving time to
-   write and commit), or an ``invalidate`` closes the stream. Number each event (``_seq`` = the
-   checkpoint's seq + i: a replay from the same checkpoint gives the same numbers), encode it,
-   route it to its folder's file, buffer it.
-4. ``_commit``: flush every touched file, then save the position in one Table transaction. When
-   the buffers reach ``MAX_BUFFER_BYTES`` this happens early and the run goes on.
+1. Load the checkpoint and file states (one Table query) and take the pipeline's run lease (a new
+   pipeline: the row is created at a concrete first position, ``START_AT`` or the server's time).
+2. An intent in the row means a run wrote and did not commit: read its files back (``lake.recover``,
+   which also fences that run's requests) and skip, by resume token, every event already there.
+3. Open the change stream at the stored position and read with ``try_next`` until none is waiting
+   (caught up), the budget ends (leaving time to write and commit), or an ``invalidate`` closes the
+   stream. Number each event (``intent.Numbering``), encode it, route it to its folder's file.
+4. Seal and commit the batch when the buffers reach ``MAX_BUFFER_BYTES`` and at the end.
 5. A run with no events still commits the post-batch position, so quiet streams stay fresh.
 """
 
@@ -26,34 +27,25 @@ from typing import Callable, Mapping
 from . import layout, lifecycle
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
+from .commit import Committer, Sealed
 from .encode import LineEncoder
-from .errors import (
-    DrainError,
-    EventTooLargeError,
-    HistoryLostError,
-    LeaseHeldError,
-    LeaseLostError,
-    kind_of,
-    redact,
-)
+from .errors import DrainError, HistoryLostError, LeaseHeldError, kind_of, redact
 from .failpoints import Failpoints
+from .intent import Intent, Numbering, event_key, gap_key
 from .lake import Lake
+from .runlease import RUN_LEASE_SECONDS, RunLease
 from .settings import Settings
-from .source import ChangeSource, Position
+from .source import ChangeSource, DeadLetter, Position
 
 log = logging.getLogger("shared.run")
 
 Clock = Callable[[], float]
+MAX_FOLDERS_PER_BATCH = 1000  # keeps a batch's intent well inside the checkpoint row
 
 
 def write_reserve(budget: float) -> float:
     """Seconds of the budget kept for the last write and commit."""
     return min(15.0, max(1.0, budget * 0.2))
-
-
-def lease_seconds(budget: float) -> float:
-    """How long a run's lease lasts: a dead run's lease is taken over after this."""
-    return budget + 120.0
 
 
 @dataclass
@@ -75,6 +67,7 @@ class RunReport:
     lag_seconds: float | None = None
     duration_seconds: float = 0.0
     recovered_files: int = 0
+    retired_seqs: int = 0  # numbers of a failed run's range that no line holds (see intent.Numbering)
     history_lost: dict | None = None  # the gap when ON_HISTORY_LOST=restart moved the position
     dead_letters: int = 0  # events over 16 MB written to a dead-letter file
     table_requests: int = 0
@@ -109,7 +102,7 @@ class _DrainRun:
         self.report = RunReport(settings.pipeline_name, uuid.uuid4().hex[:12], _iso(self.started))
         self._source, self._lake, self._store = source, lake, store
         self.exception: BaseException | None = None
-        self.checkpoint: Checkpoint | None = None  # as last saved by this run (None: not this run's)
+        self.committer: Committer | None = None  # once this run holds the lease
 
     def run(self) -> RunReport:
         settings = self.settings
@@ -117,18 +110,25 @@ class _DrainRun:
         try:
             store = self._store or CheckpointStore(settings)
             state = store.load()
-            checkpoint = store.acquire(state, self.report.run_id, self.started, lease_seconds(settings.drain_budget_seconds))
-            lake = self._lake or Lake(settings, failpoint=self.failpoint)
             source = self._source or ChangeSource(settings)
-            self.checkpoint = checkpoint
             try:
-                self._drain(store, lake, source, state, checkpoint)
+                checkpoint = store.acquire(state, self.report.run_id, self.started, RUN_LEASE_SECONDS)
+                lease = RunLease(store, self.clock)
+                lease.start()
+                try:
+                    lake = self._lake or Lake(settings, failpoint=self.failpoint)
+                    lake.deadline.until, lake.deadline.clock = lease.deadline, self.clock
+                    lease_id = str(uuid.uuid4())  # this run's file leases
+                    self.committer = Committer(store, lake, lease, lease_id, checkpoint, self.failpoint)
+                    self._drain(state, source, lake, lease_id)
+                finally:
+                    lease.stop()
             finally:
                 source.close()
         except LeaseHeldError as exc:
             self.report.outcome = "skipped"
             self.report.error = {"kind": "lease_held", "message": str(exc)}
-            self.checkpoint = None  # not ours: leave the row alone
+            self.committer = None  # not ours: leave the row alone
         except Exception as exc:  # every failure ends in the report; the position stays where it was
             self.exception = exc
             self.report.outcome = "failed"
@@ -140,75 +140,123 @@ class _DrainRun:
         self.report.duration_seconds = round(self.clock() - self.started, 3)
         if store is not None:
             self.report.table_requests = store.requests
-        if self.checkpoint is not None and self.report.outcome == "failed":
-            self._save_failure(store, self.checkpoint)
+        if self.committer is not None and self.report.outcome == "failed":
+            self._save_failure(store, self.committer.committed)
         log.info(json.dumps(self.report.as_dict(), default=str))
         return self.report
 
-    def _drain(self, store: CheckpointStore, lake: Lake, source: ChangeSource, state, checkpoint: Checkpoint):
-        settings, report = self.settings, self.report
+    def _first_position(self, source: ChangeSource) -> Position:
+        """Where a new pipeline starts: ``START_AT``, or the server's cluster time for ``now``. Stored
+        with the first lease, before anything is read, so a replay of a failed first run reads the
+        same events (never a new "now")."""
+        if self.settings.start_at is not None:
+            return Position("start_at", f"{int(self.settings.start_at.timestamp())}.0")
+        return Position("start_at", lifecycle.timestamp_text(source.server_time()))
+
+    def _drain(self, state, source: ChangeSource, lake: Lake, lease_id: str) -> None:
+        settings, report, committer = self.settings, self.report, self.committer
+        if committer.committed.position is None:
+            # A new pipeline: store a concrete first position (START_AT, or the server's time for
+            # "now") before anything is read, so a replay of a failed first run reads the same events.
+            first = self._first_position(source)
+            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None))
+        checkpoint = committer.committed
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
-        encoder = LineEncoder(settings.json_mode)
-        batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
+        self.encoder = LineEncoder(settings.json_mode)
+        self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
+        self.numbering = Numbering(checkpoint.seq)
+        self.carry: Intent | None = None  # an open range of a failed run, until a commit passes its end
+        self.last_cluster = checkpoint.last_cluster_time
+        self.last_read: tuple[str, tuple[int, int]] | None = None  # key and cluster time of the last event read
+        self.batch_first: int | None = None
+        self.gap_added = False  # the pending gap's line is in this run's batches (or already durable)
+        if checkpoint.intent is not None:
+            self._recover(checkpoint, lake, lease_id)
         try:
-            source.open(checkpoint.position, settings.start_at)
+            source.open(checkpoint.position)
         except HistoryLostError as exc:
-            checkpoint = self._restart(store, source, checkpoint, exc)
+            self._restart(source, exc)
         self.failpoint("after_open")
-        seq = checkpoint.seq
-        last_cluster = checkpoint.last_cluster_time
-        if checkpoint.gap is not None:
-            seq = self._add_gap(batch, encoder, checkpoint.gap, seq)
+        if committer.committed.gap is not None:
+            self._add_gap(committer.committed.gap)
         outcome = "budget"
         while True:
+            dead = None
             try:
                 event = source.next_event()
-                raw, dead = (event.raw if event is not None else None), False
             except HistoryLostError as exc:
                 # the stream fell off the oplog mid-run: keep what was read, then restart (or fail)
                 if settings.on_history_lost != "restart":
                     raise
-                checkpoint = self._commit(store, lake, source, batch, checkpoint, seq, last_cluster)
-                checkpoint = self._restart(store, source, checkpoint, exc)
-                seq = self._add_gap(batch, encoder, checkpoint.gap, seq)
+                self._commit(source)
+                self._restart(source, exc)
+                self._add_gap(committer.committed.gap)
                 continue
-            except EventTooLargeError as exc:
+            except DeadLetter as letter:
                 # the server cannot deliver this event: a dead letter takes its place and its _seq
-                event = source.skip_too_large(source.position() or checkpoint.position)
-                raw, dead = lifecycle.dead_letter_record(event.raw, exc.code), True
+                event, dead = letter.event, letter.code
                 report.dead_letters += 1
                 log.error("pipeline %s: an event over 16 MB (code %s) went to the dead-letter folder: %s",
-                          settings.pipeline_name, exc.code, lifecycle.describe_event(event))
+                          settings.pipeline_name, dead, lifecycle.describe_event(event))
             if event is None:
+                self.numbering.close()  # caught up: no event of an open range is still to come
                 outcome = "caught_up"
                 break
-            seq += 1
-            cluster_seconds = event["clusterTime"].time
-            folder = self._folder(event, cluster_seconds)
-            if dead:
-                folder = lifecycle.dead_letter_folder(folder)
-            batch.add(folder, cluster_seconds, seq, encoder.encode(raw, seq))
-            report._touched.add(folder)
-            report.events += 1
-            report.first_seq = report.first_seq or seq
-            report.first_cluster_time = report.first_cluster_time or _iso(cluster_seconds)
-            last_cluster = cluster_seconds
+            cluster = event["clusterTime"]
+            key = event_key(event)
+            self.last_read = (key, (cluster.time, cluster.inc))
+            seq = self.numbering.assign(key, self.last_read[1])
+            if seq is not None:
+                folder = self._folder(event, cluster.time)
+                raw = event.raw
+                if dead is not None:
+                    folder = lifecycle.dead_letter_folder(folder)
+                    raw = lifecycle.dead_letter_record(raw, dead)
+                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq))
             if source.invalidated:
+                self.numbering.close()
                 outcome = "invalidated"
                 break
-            if batch.bytes >= settings.max_buffer_bytes:
-                checkpoint = self._commit(store, lake, source, batch, checkpoint, seq, last_cluster)
+            if self.batch.bytes >= settings.max_buffer_bytes or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
+                self._commit(source)
             if self.clock() >= deadline:
                 break
         self.failpoint("after_drain")
         report.outcome = outcome
-        report.last_seq = seq if report.events else None
-        report.last_cluster_time = _iso(last_cluster) if report.events else None
-        report.lag_seconds = 0.0 if outcome == "caught_up" or last_cluster is None else round(
-            max(0.0, self.clock() - last_cluster), 3)
+        report.replayed_events_skipped = self.numbering.skipped
+        report.retired_seqs = self.numbering.retired
+        report.last_cluster_time = _iso(self.last_cluster) if report.events else None
+        report.lag_seconds = 0.0 if outcome == "caught_up" or self.last_cluster is None else round(
+            max(0.0, self.clock() - self.last_cluster), 3)
         report.partitions = len(report._touched)
-        report.replayed_events_skipped = batch.skipped
-        return self._commit(store, lake, source, batch, checkpoint, seq, last_cluster, final=True)
+        self._commit(source, final=True)
+
+    def _add(self, folder: str, cluster_seconds: int, seq: int, line: bytes) -> None:
+        self.batch.add(folder, cluster_seconds, seq, line)
+        report = self.report
+        report._touched.add(folder)
+        report.events += 1
+        report.first_seq = report.first_seq or seq
+        report.last_seq = seq if report.last_seq is None else max(report.last_seq, seq)
+        report.first_cluster_time = report.first_cluster_time or _iso(cluster_seconds)
+        self.last_cluster = cluster_seconds if self.last_cluster is None else max(self.last_cluster, cluster_seconds)
+        if self.batch_first is None:
+            self.batch_first = seq
+
+    def _recover(self, checkpoint: Checkpoint, lake: Lake, lease_id: str) -> None:
+        """A run wrote and did not commit: fence and read back the files of its intent, make their
+        folder rows true, and skip by resume token what it made durable."""
+        intent = checkpoint.intent
+        recovery = lake.recover(intent.files, lease_id)
+        self.report.recovered_files = lake.recoveries
+        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable)
+        self.carry = intent
+        self.batch.adopt(recovery.states)
+        if recovery.last_cluster is not None:
+            self.last_cluster = max(self.last_cluster or 0, recovery.last_cluster)
+        self.committer.commit(Sealed([], checkpoint, None, recovery.states))
+        log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
+                    "written again", self.settings.pipeline_name, recovery.lines)
 
     def _folder(self, event, cluster_seconds: int) -> str:
         ns = event.get("ns")
@@ -220,84 +268,85 @@ class _DrainRun:
             db, coll = scope.db, scope.coll
         return _partition_dir(db, coll, cluster_seconds // 86400)
 
-    def _restart(self, store: CheckpointStore, source: ChangeSource, checkpoint: Checkpoint,
-                 exc: HistoryLostError) -> Checkpoint:
+    def _restart(self, source: ChangeSource, exc: HistoryLostError) -> None:
         """ON_HISTORY_LOST: ``fail`` re-raises (terminal; the position stays). ``restart`` moves the
         position to the server's current cluster time with the lost window as a pending gap, and
         commits that before reading anything from the new stream: the gap line (next ``_seq``) and
-        the events after it are then numbered the same by any replay from this checkpoint."""
+        the events after it are then numbered the same by any replay from this checkpoint. Lines a
+        failed run made durable stay; its range is closed first (see ``intent.Numbering``)."""
         if self.settings.on_history_lost != "restart":
             raise exc
+        self.numbering.close()
         restart = source.server_time()
-        last = checkpoint.last_cluster_time
-        if last is None and checkpoint.position is None and self.settings.start_at is not None:
-            last = int(self.settings.start_at.timestamp())
-        gap = lifecycle.gap_window(last, restart, checkpoint.seq, exc.code, str(exc))
-        new = replace(checkpoint, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap)
-        store.commit(new, [])
-        self.checkpoint = new
+        last = self.last_cluster
+        committed = self.committer.committed
+        if last is None and committed.origin is not None:
+            last = lifecycle.parse_timestamp(committed.origin).time
+        gap = lifecycle.gap_window(last, restart, self.numbering.seq, exc.code, str(exc))
+        new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
+                      seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster)
+        self.committer.commit(Sealed([], new, None))
+        self.carry = None
+        self.gap_added = False
         self.report.history_lost = gap
         log.error("pipeline %s: the stored position left the oplog; ON_HISTORY_LOST=restart: restarting at %s, "
                   "events after cluster time %s are lost (gap record written)", self.settings.pipeline_name,
                   gap["to"], gap["from"])
         self.failpoint("after_restart")
-        source.open(new.position, None)
-        return new
+        source.open(new.position)
 
-    def _add_gap(self, batch: Batch, encoder: LineEncoder, gap: dict, seq: int) -> int:
+    def _add_gap(self, gap: dict) -> None:
         """The gap line of a pending restart, numbered right after the checkpoint's ``seq``."""
         scope = self.settings.scope
-        seq += 1
-        folder = lifecycle.gap_folder(gap, scope.db, scope.coll)
-        batch.add(folder, lifecycle.parse_timestamp(gap["to"]).time, seq,
-                  encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
-        self.report._touched.add(folder)
-        self.report.first_seq = self.report.first_seq or seq
-        return seq
+        to = lifecycle.parse_timestamp(gap["to"])
+        seq = self.numbering.assign(gap_key(gap), (to.time, to.inc))
+        self.gap_added = True
+        if seq is None:
+            return  # a failed run made it durable already
+        self._add(lifecycle.gap_folder(gap, scope.db, scope.coll), to.time, seq,
+                  self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
 
-    def _commit(self, store, lake, source, batch: Batch, checkpoint: Checkpoint, seq: int,
-                last_cluster: int | None, final: bool = False) -> Checkpoint:
-        """Write, then commit the position: flush every touched file; only then save the position."""
+    def _commit(self, source: ChangeSource, final: bool = False) -> None:
+        """Seal the batch with the position after its last event, and hand it to the committer."""
+        committed, numbering, batch = self.committer.committed, self.numbering, self.batch
         files = batch.files()
-        if files and self.clock() >= checkpoint.lease_until:
-            # Why: after its lease another run may own the pipeline; two writers on one folder can
-            # both be right about their own files and still write an event twice. Stop unwritten.
-            raise LeaseLostError(f"pipeline {self.settings.pipeline_name!r}: this run's lease ran out before "
-                                 "it wrote its batch; it stops without writing (the next run continues)")
-        results = lake.write(files) if files else []
-        self.report.bytes += batch.bytes
-        self.report.files += len(files)
-        self.report.recovered_files = lake.recoveries
-        self.failpoint("before_commit")
-        position = source.position() or checkpoint.position
+        paths = {p.path: p.base.length for p in files}
+        carry = self.carry
+        if numbering.replaying:  # the failed run's range goes on past this batch: it stays open
+            kept = carry.extended(paths, numbering.highest())
+            intent = kept if files else None
+        else:
+            key, cluster = self.last_read if self.last_read else (None, None)
+            if carry is not None:
+                intent = carry.extended(paths, numbering.highest(), key, cluster, ends_later=True)
+            else:
+                intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths)
+            kept = None
         now = self.clock()
-        new = replace(checkpoint, position=position, seq=seq, last_cluster_time=last_cluster,
+        new = replace(committed, position=source.position() or committed.position,
+                      seq=numbering.seq, intent=kept, last_cluster_time=self.last_cluster,
                       committed_at=datetime.fromtimestamp(now, tz=timezone.utc),
-                      gap=None)  # a pending gap's line was in this batch
+                      gap=None if self.gap_added else committed.gap)
         if final:
-            self.report.commits += 1
+            self.report.commits = self.committer.commits + 1
             self.report.duration_seconds = round(now - self.started, 3)
             new.last_run = self.report.as_dict()
             new.last_error = None
-            new.lease_until = 0.0  # released with the last commit
-        store.commit(new, results)
-        if not final:
-            self.report.commits += 1
-        self.checkpoint = new
-        self.failpoint("after_commit")
+        results = self.committer.commit(Sealed(files, new, intent if files else None), final=final)
+        self.carry = kept
+        self.batch_first = None
+        self.report.bytes, self.report.files = self.committer.bytes, self.committer.files
+        self.report.commits = self.committer.commits
         batch.committed(results)
         if final:
-            stale = layout.stale_folders(list(batch.states), last_cluster)
+            stale = layout.stale_folders(list(batch.states), self.last_cluster)
             if stale:
-                store.forget_folders(stale)
-                for folder in stale:
-                    del batch.states[folder]
-        return new
+                self.committer._store.forget_folders(stale)
 
     def _save_failure(self, store: CheckpointStore, checkpoint: Checkpoint) -> None:
         failed = replace(checkpoint, last_error={**(self.report.error or {}), "run_id": self.report.run_id,
                                                   "at": _iso(self.clock())},
-                         last_run=self.report.as_dict(), lease_until=0.0)
+                         last_run=self.report.as_dict())
         try:
             store.save_report(failed)
         except DrainError as exc:

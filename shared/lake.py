@@ -1,25 +1,34 @@
-"""ADLS Gen2: append and flush batches of lines, and recover a file another run changed.
+"""ADLS Gen2: write batches of lines under a file lease, and read back what a failed run left.
 
-Per touched file and commit: one append at the committed length and one flush to the new length
-with ``If-Match`` on the ETag recorded at the last commit (a new file: one create with
-``If-None-Match: *`` first). Folders are written in parallel, the files of one folder in order.
+Per touched file and commit: one append at the committed length that also acquires the file's
+lease for this run (``x-ms-lease-action: acquire``, the run's lease id) and one flush to the new
+length with ``If-Match`` on the ETag recorded at the last commit that releases it (a new file: one
+create with ``If-None-Match: *`` first). Folders are written in parallel, the files of one folder in
+order. The lease is the fencing token Azure storage offers: once a later run has broken it and
+taken its own, every append or flush of the earlier run fails (412), and whatever the service
+applied before the break is visible to the later run's read-back.
 
-When a create, append or flush meets a file that is not as the checkpoint recorded (409, 412,
-``InvalidFlushPosition``, 404), an earlier run died after flushing and before committing, or a
-flush's response was lost after it was applied. ``_recover`` reads what the file holds beyond the
-recorded length, finds the highest ``_seq`` there, and writes only the lines above it, into the
-next part: a file that had such a conflict is never appended to again.
+``recover`` is what a run does with the files of an intent it finds (see ``intent``): take each
+file's lease (breaking a dead run's), read what the file holds beyond its recorded length, and
+flush it at its own length, which releases the lease, changes the ETag (so a stale run's flush
+fails on ``If-Match`` as well) and drops any appended-but-unflushed data. A file of the intent that
+does not exist yet is created empty, so a dead run's create that arrives late fails too.
+
+Every request carries a deadline: it must end before this run's pipeline lease does (see
+``runlease``), so no request of a run outlives the lease that makes it the only writer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
+from urllib.parse import urlsplit
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -29,17 +38,24 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.filedatalake import DataLakeServiceClient, FileSystemClient
+from azure.storage.filedatalake import DataLakeLeaseClient, DataLakeServiceClient, FileSystemClient
 
+from . import layout
 from .batch import FileState, PendingFile
-from .errors import ErrorContext, TerminalError, TransientError, sdk_message
+from .errors import ErrorContext, LeaseLostError, TerminalError, TransientError, sdk_message
+from .intent import line_key
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 APPEND_CHUNK = 100 * 1024 * 1024  # the SDK's own chunk size; the service allows up to 4000 MiB
-MAX_RECOVERY_PARTS = 50
-_CONFLICT_CODES = {"InvalidFlushPosition", "ConditionNotMet", "PathAlreadyExists", "PathNotFound", "LeaseIdMissing"}
+FILE_LEASE_SECONDS = 60  # the longest finite lease; a dead run's lease is broken, not waited for
+READ_TIMEOUT = 120.0
+CONNECTION_TIMEOUT = 10.0
+MIN_REQUEST_SECONDS = 2.0  # a request with less time than this before the deadline is not sent
+_CONFLICT_CODES = {"InvalidFlushPosition", "ConditionNotMet", "PathAlreadyExists", "PathNotFound",
+                   "LeaseIdMissing", "LeaseIdMismatch", "LeaseNotPresent", "LeaseIdMismatchWithBlobOperation",
+                   "LeaseNotPresentWithBlobOperation", "LeaseLost"}
 
 Failpoint = Callable[[str], None]
 
@@ -48,19 +64,40 @@ def _no_failpoint(name: str) -> None:
     return None
 
 
-def make_service_client(settings: Settings) -> DataLakeServiceClient:
+class Deadline:
+    """The time (``time.time()``) by which every lake request of a run must have ended."""
+
+    def __init__(self, until: Callable[[], float] | None = None) -> None:
+        self.until = until
+
+    def __call__(self, request) -> None:
+        """``raw_request_hook``: runs before every attempt (the SDK's retries included)."""
+        if self.until is None:
+            return
+        left = self.until() - time.time()
+        if left < MIN_REQUEST_SECONDS:
+            raise LeaseLostError("this run's lease ends before a lake request could finish; it stops writing "
+                                 "(the next run continues from the checkpoint)")
+        options = request.context.options
+        options["read_timeout"] = min(float(options.get("read_timeout") or READ_TIMEOUT), left)
+        options["connection_timeout"] = min(float(options.get("connection_timeout") or CONNECTION_TIMEOUT), left)
+
+
+def make_service_client(settings: Settings, deadline: Deadline | None = None) -> DataLakeServiceClient:
     """The lake client for the configured credential (SAS, key, connection string, or Entra ID)."""
     # Why: the storage SDK's ExponentialRetry ignores retry_backoff_factor/_max; its own defaults
-    # (15 s, then 15 + 3**n s) would spend a whole run's budget, and outlast its lease, on a few
-    # throttled requests. These sleep about 1, 3, 5, 9 and 17 s (35 s at most in all).
+    # (15 s, then 15 + 3**n s) would spend a whole run's budget on a few throttled requests. These
+    # sleep about 1, 3, 5, 9 and 17 s, and the deadline hook stops them at the run's lease.
     options = dict(
         retry_total=5,
         initial_backoff=1,
         increment_base=2,
         random_jitter_range=1,
-        connection_timeout=10,
-        read_timeout=120,
+        connection_timeout=CONNECTION_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
     )
+    if deadline is not None:
+        options["raw_request_hook"] = deadline
     if settings.adls_connection_string:
         return DataLakeServiceClient.from_connection_string(str(settings.adls_connection_string), **options)
     if settings.adls_sas:
@@ -68,7 +105,7 @@ def make_service_client(settings: Settings) -> DataLakeServiceClient:
     elif settings.adls_shared_key:
         credential = {"account_name": account_name(settings.adls_account_url), "account_key": str(settings.adls_shared_key)}
     else:
-        from azure.identity import DefaultAzureCredential
+        from azure.identity import DefaultAzureCredential  # deferred: heavy, and only for Entra ID
 
         credential = DefaultAzureCredential()
     return DataLakeServiceClient(settings.adls_account_url, credential=credential, **options)
@@ -76,8 +113,6 @@ def make_service_client(settings: Settings) -> DataLakeServiceClient:
 
 def account_name(url: str) -> str:
     """``https://acct.dfs.core.windows.net`` -> acct; ``http://127.0.0.1:10100/devstoreaccount1`` -> devstoreaccount1."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     host = parts.hostname or ""
     if host.replace(".", "").isdigit() or host == "localhost":
@@ -86,91 +121,125 @@ def account_name(url: str) -> str:
 
 
 class Conflict(Exception):
-    """The file is not as the checkpoint recorded; recover it."""
+    """The file is not as the checkpoint recorded."""
+
+
+@dataclass
+class Recovery:
+    """What ``Lake.recover`` found in the files of an intent."""
+
+    durable: dict[str, int] = field(default_factory=dict)  # line key -> _seq of every line found
+    states: list[FileState] = field(default_factory=list)  # each file as it is now (lease released)
+    lines: int = 0
+    last_cluster: int | None = None  # the latest cluster time among the lines found
 
 
 class Lake:
     def __init__(self, settings: Settings, service: DataLakeServiceClient | None = None,
                  failpoint: Failpoint = _no_failpoint, max_workers: int = 8) -> None:
         self._secrets = settings.secrets
-        self._service = service or make_service_client(settings)
+        self.deadline = Deadline()
+        self._service = service or make_service_client(settings, self.deadline)
         self._fs: FileSystemClient = self._service.get_file_system_client(settings.adls_filesystem)
-        self._filesystem = settings.adls_filesystem
         self._failpoint = failpoint
         self._max_workers = max_workers
         self._fs_lock = threading.Lock()
         self._fs_created = False
         self.recoveries = 0
 
+    def _parallel(self, fn, items: list) -> list:
+        if len(items) <= 1 or self._max_workers <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(items)), thread_name_prefix="lake") as pool:
+            return list(pool.map(fn, items))
+
     # -- the batch -------------------------------------------------------------------------------
-    def write(self, files: list[PendingFile]) -> list[FileState]:
-        """Append and flush every file; returns each folder's state after it (one per file)."""
+    def write(self, files: list[PendingFile], lease_id: str) -> list[FileState]:
+        """Append and flush every file under ``lease_id``; returns each file's state after it."""
         folders: dict[str, list[PendingFile]] = {}
         for pending in files:
             folders.setdefault(pending.base.dir, []).append(pending)
-        groups = list(folders.values())
-        if len(groups) <= 1 or self._max_workers <= 1:
-            results = [self._write_folder(g) for g in groups]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._max_workers, len(groups))) as pool:
-                results = list(pool.map(self._write_folder, groups))
+        results = self._parallel(lambda group: [self._write_file(p, lease_id) for p in group], list(folders.values()))
         return [state for group in results for state in group]
 
-    def _write_folder(self, files: list[PendingFile]) -> list[FileState]:
-        out = []
-        min_part = -1
-        hwm = 0
-        for pending in files:
-            if pending.seqs[0] <= hwm:
-                # an earlier file of this folder was recovered and the folder already holds lines up
-                # to hwm (a folder is written in seq order): write only the lines above it
-                if pending.last_seq <= hwm:
-                    continue
-                pending = PendingFile(pending.base, bytearray(pending.after(hwm)), _tail(pending.seqs, hwm),
-                                      _shifted_ends(pending, hwm))
-            if pending.base.part <= min_part and pending.base.etag is None:
-                # an earlier file of this folder was recovered into later parts: follow them
-                pending = PendingFile(replace(pending.base, part=min_part + 1), pending.data, pending.seqs, pending.ends)
-            state = self._write_file(pending)
-            # a part recovery left uncreated (etag None) is still free for the next file
-            min_part = max(min_part, state.part if state.etag is not None else state.part - 1)
-            hwm = max(hwm, state.hwm)
-            out.append(state)
-        return out
-
-    def _write_file(self, pending: PendingFile) -> FileState:
+    def _write_file(self, pending: PendingFile, lease_id: str) -> FileState:
         try:
-            return self._append_flush(pending)
-        except Conflict:
-            return self._recover(pending)
+            return self._append_flush(pending, lease_id)
+        except Conflict as exc:
+            raise TransientError(f"{exc}; the file changed under this run, the next run reads it back") from None
 
-    def _append_flush(self, pending: PendingFile) -> FileState:
+    def _append_flush(self, pending: PendingFile, lease_id: str) -> FileState:
         base = pending.base
         client = self._fs.get_file_client(base.path)
         etag = base.etag
-        with self._errors(f"creating {base.path}"):
-            if etag is None:
-                etag = self._create(client)
-        position = base.length
-        data = memoryview(pending.data)
+        if etag is None:
+            etag = self._create(client, base.path)
+        position, data = base.length, memoryview(pending.data)
+        end = position + len(data)
         with self._errors(f"appending {len(data)} bytes to {base.path} at {position}"):
             for start in range(0, len(data), APPEND_CHUNK):
-                chunk = data[start:start + APPEND_CHUNK]
-                client.append_data(chunk.tobytes(), offset=position + start, length=len(chunk))
+                chunk = data[start:start + APPEND_CHUNK].tobytes()
+                if start == 0:
+                    self._append_acquiring(client, chunk, position, lease_id)
+                else:
+                    client.append_data(chunk, offset=position + start, length=len(chunk), lease=lease_id)
         self._failpoint("after_append")
-        end = position + len(data)
-        with self._errors(f"flushing {base.path} to {end}"):
-            result = client.flush_data(end, etag=etag, match_condition=MatchConditions.IfNotModified)
-        self._failpoint("after_flush")
-        return replace(base, length=end, etag=result["etag"], hwm=max(base.hwm, pending.last_seq))
-
-    def _create(self, client) -> str:
-        """Create a new file (``If-None-Match: *``); the file system too, the first time it is missing."""
         try:
-            return client.create_file(match_condition=MatchConditions.IfMissing)["etag"]
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) not in ("FilesystemNotFound", "ContainerNotFound"):
+            with self._errors(f"flushing {base.path} to {end}"):
+                result = client.flush_data(end, etag=etag, match_condition=MatchConditions.IfNotModified,
+                                           lease=lease_id, lease_action="release")
+            new_etag = result["etag"]
+        except Conflict as exc:
+            # The flush may have been applied and only its response lost (the SDK retried it).
+            new_etag = self._applied(client, base, bytes(pending.data))
+            if new_etag is None:
+                raise TransientError(f"flushing {base.path}: the file changed under this run ({exc}); the next "
+                                     "run reads it back") from None
+        self._failpoint("after_flush")
+        return replace(base, length=end, etag=new_etag)
+
+    def _append_acquiring(self, client, chunk: bytes, position: int, lease_id: str) -> None:
+        try:
+            client.append_data(chunk, offset=position, length=len(chunk), lease_action="acquire",
+                               lease_duration=FILE_LEASE_SECONDS, lease=lease_id)
+        except ResourceExistsError as exc:  # 409 LeaseAlreadyPresent: a failed run's lease is still on it
+            if getattr(exc, "error_code", None) not in ("LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"):
                 raise
+            # Only the holder of the pipeline lease writes, so a file lease that is not ours belongs to
+            # a run that failed or lost the pipeline lease: break it, which also fences that run.
+            DataLakeLeaseClient(client).break_lease(lease_break_period=0)
+            client.append_data(chunk, offset=position, length=len(chunk), lease_action="acquire",
+                               lease_duration=FILE_LEASE_SECONDS, lease=lease_id)
+
+    def _applied(self, client, base: FileState, data: bytes) -> str | None:
+        """The file's ETag if it holds exactly ``data`` after ``base.length`` (our own flush landed)."""
+        with self._errors(f"checking whether the flush of {base.path} was applied"):
+            props = client.get_file_properties()
+            if props.size != base.length + len(data):
+                return None
+            found = client.download_file(offset=base.length, length=len(data)).readall() if data else b""
+        return props.etag if found == data else None
+
+    def _create(self, client, path: str) -> str:
+        """Create a new file (``If-None-Match: *``); the file system too, the first time it is missing."""
+        with self._errors(f"creating {path}"):
+            try:
+                try:
+                    return client.create_file(match_condition=MatchConditions.IfMissing)["etag"]
+                except ResourceNotFoundError as exc:
+                    if getattr(exc, "error_code", None) not in ("FilesystemNotFound", "ContainerNotFound"):
+                        raise
+                self._create_filesystem()
+                return client.create_file(match_condition=MatchConditions.IfMissing)["etag"]
+            except ResourceExistsError:
+                # Our own create whose response was lost (retried by the SDK) leaves an empty file.
+                props = client.get_file_properties()
+                if props.size == 0:
+                    return props.etag
+                raise TransientError(f"creating {path}: a file with data is already there; the next run reads "
+                                     "it back") from None
+
+    def _create_filesystem(self) -> None:
         with self._fs_lock:
             if not self._fs_created:
                 try:
@@ -178,87 +247,88 @@ class Lake:
                 except ResourceExistsError:
                     pass
                 self._fs_created = True
-        return client.create_file(match_condition=MatchConditions.IfMissing)["etag"]
 
     # -- recovery -------------------------------------------------------------------------------
-    def _recover(self, pending: PendingFile) -> FileState:
-        """Write the lines of ``pending`` that the file (and its later parts) do not hold yet."""
-        self.recoveries += 1
-        hwm = pending.base.hwm
-        base = pending.base
-        for _ in range(MAX_RECOVERY_PARTS):
-            client = self._fs.get_file_client(base.path)
-            with self._errors(f"reading the properties of {base.path} to recover it"):
-                try:
-                    props = client.get_file_properties()
-                except ResourceNotFoundError:
-                    props = None
-            if props is None:
-                if base.etag is None:
-                    raise TransientError(f"recovering {base.path}: the file vanished while it was being created")
-                # a file the checkpoint knows was deleted by someone: continue in the next part
-                found, size, etag = b"", 0, None
-            else:
-                size, etag = props.size, props.etag
-                start = base.length if size >= base.length else 0
-                with self._errors(f"reading {base.path} from {start} to recover it"):
-                    found = client.download_file(offset=start, length=size - start).readall() if size > start else b""
-            if base.etag is not None and size == base.length + len(pending.data) and found == bytes(pending.data):
-                # our own flush was applied and its response lost: the file holds exactly our lines
-                return replace(base, length=size, etag=etag, hwm=max(hwm, pending.last_seq))
-            hwm = max(hwm, _last_seq(found, base.path))
-            rest = pending.after(hwm)
-            log.warning("recovered %s: it held lines up to _seq %d; %d bytes go to the next part",
-                        base.path, hwm, len(rest))
-            base = FileState(base.dir, base.window, base.part + 1, 0, None, hwm, base.gen)
-            if not rest:
-                return base  # the folder continues in the next part, created when lines come
-            pending = PendingFile(base, bytearray(rest), _tail(pending.seqs, hwm),
-                                  _shifted_ends(pending, hwm))
-            try:
-                return self._append_flush(pending)
-            except Conflict:
-                continue
-        raise TransientError(f"recovering {pending.base.dir}: more than {MAX_RECOVERY_PARTS} parts conflicted")
+    def recover(self, files: dict[str, int], lease_id: str) -> Recovery:
+        """Fence and read back every file of an intent (path -> length before the intent)."""
+        try:
+            found = self._parallel(lambda item: self._recover_file(item[0], item[1], lease_id), sorted(files.items()))
+        except Conflict as exc:
+            raise TransientError(f"{exc}; another writer changed the file during the read-back") from None
+        recovery = Recovery()
+        for state, lines in found:
+            recovery.states.append(state)
+            for key, seq, cluster in lines:
+                recovery.lines += 1
+                if key is not None:
+                    recovery.durable[key] = seq
+                if cluster is not None and (recovery.last_cluster is None or cluster > recovery.last_cluster):
+                    recovery.last_cluster = cluster
+        self.recoveries += sum(1 for _, lines in found if lines)
+        return recovery
 
-    def read(self, path: str) -> bytes:
-        with self._errors(f"reading {path}"):
-            return self._fs.get_file_client(path).download_file().readall()
+    def _recover_file(self, path: str, start: int, lease_id: str):
+        folder, name = path.rsplit("/", 1)
+        window, part, gen = layout.parse_file_name(name)
+        client = self._fs.get_file_client(path)
+        doing = f"reading back {path} (a run before this one wrote to it and did not commit)"
+        with self._errors(doing):
+            self._take_lease(client, path, lease_id)
+            props = client.get_file_properties()
+            size = props.size
+            if size < start:
+                raise TerminalError(f"{doing}: it holds {size} bytes, fewer than the {start} the checkpoint "
+                                    "recorded; something other than this app changed it")
+            data = client.download_file(offset=start, length=size - start).readall() if size > start else b""
+            result = client.flush_data(size, etag=props.etag, match_condition=MatchConditions.IfNotModified,
+                                       lease=lease_id, lease_action="release")
+        lines = _parse_lines(data, path)
+        if lines:
+            log.warning("recovered %s: %d lines (_seq %d..%d) a failed run wrote are kept", path, len(lines),
+                        min(s for _, s, _ in lines), max(s for _, s, _ in lines))
+        return FileState(folder, window, part, size, result["etag"], gen), lines
+
+    def _take_lease(self, client, path: str, lease_id: str) -> None:
+        """Hold the file's lease for this run: create the file if it is missing, break a dead run's lease."""
+        lease = DataLakeLeaseClient(client, lease_id=lease_id)
+        for _ in range(5):
+            try:
+                lease.acquire(lease_duration=FILE_LEASE_SECONDS)
+                return
+            except ResourceNotFoundError as exc:
+                if getattr(exc, "error_code", None) in ("FilesystemNotFound", "ContainerNotFound"):
+                    self._create_filesystem()
+                try:
+                    client.create_file(match_condition=MatchConditions.IfMissing)
+                except ResourceExistsError:
+                    pass  # it appeared meanwhile (a failed run's late create): take its lease
+            except ResourceExistsError as exc:
+                if getattr(exc, "error_code", None) not in ("LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"):
+                    raise
+                lease.break_lease(lease_break_period=0)
+        raise TransientError(f"taking the lease of {path}: another writer keeps taking it")
 
     def _errors(self, doing: str):
         return _LakeErrors(doing, self._secrets)
 
 
-def _tail(seqs, hwm):
-    from array import array
-
-    return array("q", [s for s in seqs if s > hwm])
-
-
-def _shifted_ends(pending: PendingFile, hwm: int):
-    from array import array
-
-    out = array("q")
-    offset = None
-    for i, seq in enumerate(pending.seqs):
-        if seq > hwm:
-            if offset is None:
-                offset = pending.ends[i - 1] if i else 0
-            out.append(pending.ends[i] - offset)
+def _parse_lines(data: bytes, path: str) -> list[tuple[str | None, int, int | None]]:
+    """(key, _seq, cluster seconds) of every line of ``data``; a line this app did not write is an error."""
+    if data and not data.endswith(b"\n"):
+        raise TerminalError(f"reading back {path}: it ends in a partial line; it was not written by this app")
+    out = []
+    for raw in data.splitlines():
+        try:
+            line = orjson.loads(raw)
+            seq = line["_seq"]
+            seq = int(seq["$numberLong"]) if isinstance(seq, dict) else int(seq)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise TerminalError(f"reading back {path}: a line is not a line this app wrote ({exc.__class__.__name__})"
+                                ) from None
+        cluster = line.get("clusterTime")
+        seconds = cluster.get("$timestamp", {}).get("t") if isinstance(cluster, dict) else None
+        out.append((line_key(line), seq, seconds))
     return out
-
-
-def _last_seq(data: bytes, path: str) -> int:
-    """The ``_seq`` of the last complete line of ``data`` (0 when there is none)."""
-    lines = data.rstrip(b"\n").rsplit(b"\n", 1)
-    last = lines[-1] if lines else b""
-    if not last:
-        return 0
-    try:
-        seq = json.loads(last)["_seq"]
-        return int(seq["$numberLong"]) if isinstance(seq, dict) else int(seq)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TerminalError(f"recovering {path}: its last line is not a line this app wrote ({exc})") from None
 
 
 class _LakeErrors(ErrorContext):

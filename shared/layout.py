@@ -21,6 +21,7 @@ stream) and ``_cluster/_events/`` for events that name no database.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -109,6 +110,18 @@ def file_name(window: int, part: int, gen: str) -> str:
     """
     start = datetime.fromtimestamp(window, tz=timezone.utc)
     return f"part-{start:%Y%m%dT%H%M}Z-{part:05d}-{gen}.jsonl"
+
+
+_FILE_NAME = re.compile(r"part-(\d{8}T\d{4})Z-(\d{5,})-([A-Za-z0-9]+)\.jsonl")
+
+
+def parse_file_name(name: str) -> tuple[int, int, str]:
+    """``(window start, part, generation)`` of a name ``file_name`` made; ValueError otherwise."""
+    match = _FILE_NAME.fullmatch(name)
+    if not match:
+        raise ValueError(f"{name!r} is not a file name this app writes")
+    start = datetime.strptime(match.group(1), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc)
+    return int(start.timestamp()), int(match.group(2)), match.group(3)
 
 
 @dataclass(frozen=True)

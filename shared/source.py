@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pymongo
@@ -44,6 +43,19 @@ def token_text(token: Any) -> str:
     return json_util.dumps(token, json_options=json_util.CANONICAL_JSON_OPTIONS)
 
 
+class DeadLetter(Exception):
+    """The next event is over 16 MB and the server cannot deliver it: ``event`` is that event read
+    again without its document fields (``lifecycle.STRIP_LARGE_FIELDS``); the stream goes on after it."""
+
+    def __init__(self, event: RawBSONDocument, code: int | None) -> None:
+        super().__init__("an event over 16 MB")
+        self.event, self.code = event, code
+
+
+BATCH_SIZE = 2000
+SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
+
+
 class ChangeSource:
     """One change stream over the configured scope; events come back as ``RawBSONDocument``."""
 
@@ -58,53 +70,86 @@ class ChangeSource:
             connectTimeoutMS=10000,
         )
         self._stream = None
+        self._position: Position | None = None  # where the stream was opened, until it hands out a token
+        self._single = 0  # > 0: reading one event per batch to find an event over 16 MB
+        self._pending_error: EventTooLargeError | None = None
         self.invalidated = False
         # Why computed once: ``Settings.secrets`` parses the URI and connection strings, and
         # ``errors()`` runs for every event read.
         self._secrets = settings.secrets
 
-    def open(self, position: Position | None, start_at: datetime | None) -> None:
+    def open(self, position: Position) -> None:
+        """Open the stream at ``position`` (always a concrete one: a token or a cluster time)."""
+        self._position = position
+        self._open(position, single=False)
+
+    def _open(self, position: Position, single: bool) -> None:
         settings = self._settings
         options: dict[str, Any] = {
             "full_document": None if settings.full_document == "default" else settings.full_document,
             "full_document_before_change": settings.full_document_before_change,
             # Why: a short await lets try_next() report "caught up" quickly instead of blocking the budget.
             "max_await_time_ms": 500,
-            "batch_size": 2000,
+            # Why one event per batch: a batch holding an event over 16 MB fails whole, so after such
+            # a failure the events before it are read one by one, and the failing read is that event.
+            "batch_size": 1 if single else BATCH_SIZE,
+            **position.watch_options(),
         }
-        if position is not None:
-            options.update(position.watch_options())
-        elif start_at is not None:
-            options["start_at_operation_time"] = Timestamp(int(start_at.timestamp()), 0)
-        self._options = options
         if self._stream is not None:  # reopened (after lost history or an event over 16 MB)
             self._stream.close()
-        target = self._target()
-        with self.errors("opening the change stream", opening=True):
-            self._stream = target.watch(list(settings.mongo_pipeline), **options)
+            self._stream = None
+        self._pending_error = None
+        try:
+            with self.errors("opening the change stream", opening=True):
+                self._stream = self._target().watch(list(settings.mongo_pipeline), **options)
+        except EventTooLargeError as exc:
+            # The first batch of the reopened aggregate holds the event: the next read reports it.
+            self._pending_error = exc
 
     def server_time(self) -> Timestamp:
-        """The deployment's current cluster time: where a stream restarted after lost history begins."""
+        """The deployment's current cluster time: where a new pipeline, or one restarted after lost
+        history, begins."""
         with self.errors("reading the server's cluster time"):
             return self._client.admin.command("ping")["operationTime"]
 
-    def skip_too_large(self, after: Position | None) -> RawBSONDocument:
-        """The event after ``after`` that was too large to deliver, read again without its document
-        fields (``lifecycle.STRIP_LARGE_FIELDS``); the stream then continues after it.
+    def next_event(self) -> RawBSONDocument | None:
+        """The next event, or None when none is waiting (caught up). Raises ``DeadLetter`` for an
+        event the server cannot deliver."""
+        try:
+            if self._pending_error is not None:
+                raise self._pending_error
+            with self.errors("reading the change stream"):
+                event = self._stream.try_next()
+        except EventTooLargeError as exc:
+            here = self.position() or self._position
+            if not self._single:
+                # Which event is too large? Read again from here, one event per batch.
+                self._single = SINGLE_EVENTS
+                self._open(here, single=True)
+                return self.next_event()
+            # One event per batch and the read still fails: the next event is the large one.
+            raise DeadLetter(self._skip_too_large(here), exc.code) from None
+        if event is not None:
+            if event["operationType"] == "invalidate":
+                self.invalidated = True
+            if self._single:
+                self._single -= 1
+                if not self._single:  # no event over 16 MB came: back to whole batches
+                    self._open(self.position() or self._position, single=False)
+        return event
+
+    def _skip_too_large(self, here: Position) -> RawBSONDocument:
+        """The event after ``here``, read again without its document fields; the stream then goes on
+        after it with whole batches.
 
         Why a second stream: mongod fails the cursor on an event over 16 MB and resuming at the
         same token fails again; the same position with a ``$project`` stage yields the event's
         token, namespace and documentKey, and the main stream resumes after that token."""
-        if self._stream is not None:
-            self._stream.close()
-        options = dict(self._options)  # no position yet: where the stream was opened
-        if after is not None:
-            options = {k: v for k, v in options.items()
-                       if k not in ("resume_after", "start_after", "start_at_operation_time")}
-            options.update(after.watch_options())
-        pipeline = list(self._settings.mongo_pipeline) + [STRIP_LARGE_FIELDS]
+        options = {**here.watch_options(), "max_await_time_ms": 500, "batch_size": 1,
+                   "full_document": None, "full_document_before_change": None}
+        stages = list(self._settings.mongo_pipeline) + [STRIP_LARGE_FIELDS]
         with self.errors("reading an event over 16 MB without its document fields", opening=True):
-            with self._target().watch(pipeline, **options) as probe:
+            with self._target().watch(stages, **options) as probe:
                 event = None
                 for _ in range(10):  # max_await_time_ms each: a few seconds at most
                     event = probe.try_next()
@@ -115,7 +160,10 @@ class ChangeSource:
                                  "returned nothing at its position")
         if event["operationType"] == "invalidate":
             self.invalidated = True
-        self.open(Position("start_after" if self.invalidated else "resume_after", token_text(event["_id"])), None)
+        self._single = 0
+        after = Position("start_after" if self.invalidated else "resume_after", token_text(event["_id"]))
+        self._position = after
+        self._open(after, single=False)
         return event
 
     def _target(self):
@@ -126,23 +174,12 @@ class ChangeSource:
             return self._client[scope.db]
         return self._client
 
-    def next_event(self) -> RawBSONDocument | None:
-        """The next event, or None when none is waiting (caught up)."""
-        with self.errors("reading the change stream"):
-            event = self._stream.try_next()
-        if event is not None and event["operationType"] == "invalidate":
-            self.invalidated = True
-        return event
-
-    @property
-    def alive(self) -> bool:
-        return self._stream is not None and self._stream.alive
-
     def position(self) -> Position | None:
-        """The position after the last event handed out (or the post-batch position when caught up)."""
+        """The position after the last event handed out (or the post-batch position when caught up);
+        None before the stream handed out any token."""
         token = self._stream.resume_token if self._stream is not None else None
         if token is None:
-            return None
+            return self._position if self._position is not None and self._position.kind != "start_at" else None
         return Position("start_after" if self.invalidated else "resume_after", token_text(token))
 
     def close(self) -> None:

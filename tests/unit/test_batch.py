@@ -1,6 +1,6 @@
-"""Batch: routing lines to files, rolling, and dropping replayed sequence numbers."""
+"""Batch: routing lines to files and rolling them."""
 
-from shared.batch import Batch, FileState, PendingFile
+from shared.batch import Batch, FileState, newest
 
 DAY = 1_700_000_000 - 1_700_000_000 % 86400
 
@@ -12,38 +12,43 @@ def test_lines_go_to_one_file_per_folder_and_window():
     batch.add("a", DAY + 30, 3, b"z\n")
     batch.add("a", DAY + 3600, 4, b"w\n")  # next window
     files = {(f.base.dir, f.base.window): f for f in batch.files()}
-    assert bytes(files[("a", DAY)].data) == b"x\nz\n" and list(files[("a", DAY)].seqs) == [1, 3]
-    assert list(files[("a", DAY + 3600)].seqs) == [4] and files[("a", DAY + 3600)].base.part == 0
-    assert batch.lines == 4 and batch.bytes == 8
+    first = files[("a", DAY)]
+    assert bytes(first.data) == b"x\nz\n" and (first.first_seq, first.last_seq, first.events) == (1, 3, 2)
+    assert (first.first_cluster, first.last_cluster) == (DAY + 10, DAY + 30)
+    nxt = files[("a", DAY + 3600)]
+    assert (nxt.first_seq, nxt.last_seq, nxt.base.part) == (4, 4, 0)
+    assert batch.events == 4 and batch.bytes == 8 and batch.folders == 2
 
 
 def test_appends_to_the_committed_file_and_rolls_by_size():
-    state = FileState("a", DAY, 2, 90, '"etag"', 10, "gen1")
+    state = FileState("a", DAY, 2, 90, '"etag"', "gen1")
     batch = Batch({"a": state}, 3600, 100, "gen1")
     batch.add("a", DAY, 11, b"12345678\n")  # 99 bytes: fits
     batch.add("a", DAY, 12, b"12345678\n")  # would be 108: next part
     first, second = batch.files()
-    assert first.base == state and list(first.seqs) == [11]
-    assert (second.base.part, second.base.length, second.base.etag, second.base.hwm) == (3, 0, None, 10)
+    assert first.base == state and first.last_seq == 11 and first.end == 99
+    assert (second.base.part, second.base.length, second.base.etag) == (3, 0, None)
 
 
-def test_replayed_lines_are_dropped():
-    batch = Batch({"a": FileState("a", DAY, 0, 5, '"e"', 7, "gen1")}, 3600, 100, "gen1")
-    for seq in (6, 7, 8):
-        batch.add("a", DAY, seq, b"l\n")
-    assert [list(f.seqs) for f in batch.files()] == [[8]] and batch.skipped == 2
+def test_a_late_event_stays_in_the_open_file():
+    batch = Batch({"a": FileState("a", DAY + 3600, 0, 5, '"e"', "g")}, 3600, 100, "g")
+    batch.add("a", DAY + 10, 1, b"l\n")  # an earlier window: appended, never a reopened window
+    (only,) = batch.files()
+    assert only.base.window == DAY + 3600
 
 
-def test_committed_states_replace_older_ones():
+def test_committed_and_adopted_states_replace_older_ones():
     batch = Batch({}, 3600, 100, "g")
     batch.add("a", DAY, 1, b"l\n")
-    batch.committed([FileState("a", DAY, 0, 2, '"e1"', 1, "g")])
+    batch.committed([FileState("a", DAY, 0, 2, '"e1"', "g")])
     assert batch.states["a"].etag == '"e1"' and not batch.files() and batch.bytes == 0
+    batch.adopt([FileState("a", DAY, 3, 9, '"e3"', "g"), FileState("a", DAY, 1, 9, '"e2"', "g")])
+    assert batch.states["a"].part == 3
+    batch.adopt([FileState("a", DAY, 2, 9, '"old"', "g")])  # older than what the folder has
+    assert batch.states["a"].part == 3
 
 
-def test_pending_after_hwm():
-    pending = PendingFile(FileState("a", DAY, 0, 0, None, 0, "g"))
-    for seq, line in ((1, b"one\n"), (2, b"two\n"), (3, b"three\n")):
-        pending.add(seq, line)
-    assert pending.after(0) == b"one\ntwo\nthree\n" and pending.after(1) == b"two\nthree\n"
-    assert pending.after(3) == b""
+def test_newest_state_per_folder():
+    states = [FileState("a", DAY, 0, 1, "x", "g"), FileState("a", DAY + 3600, 0, 1, "y", "g"),
+              FileState("b", DAY, 4, 1, "z", "g")]
+    assert {k: v.etag for k, v in newest(states).items()} == {"a": "y", "b": "z"}
