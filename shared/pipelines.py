@@ -2,8 +2,9 @@
 
 ``PIPELINES`` is a JSON array of objects. Each entry is one change stream with its own checkpoint
 partition, lease and files; it names itself with ``PIPELINE_NAME`` (required, unique) and states its
-scope (``MONGO_DB``, ``MONGO_COLL``, ``MONGO_PIPELINE``). Any of ``ENTRY_OVERRIDES`` may be set per
-entry; every other setting (connection, credentials, table, schedule) is the app's, shared by all::
+scope (``MONGO_DB``, ``MONGO_COLL``, and its aggregation stages in ``MONGO_PIPELINE``). Any of
+``ENTRY_OVERRIDES`` may be set per entry; every other setting (connection, credentials, table,
+schedule) is the app's, shared by all::
 
     [{"PIPELINE_NAME": "orders", "MONGO_DB": "shop", "MONGO_COLL": "orders"},
      {"PIPELINE_NAME": "audit", "MONGO_DB": "audit", "ROLL_WINDOW": "1d"}]
@@ -26,17 +27,14 @@ from typing import Callable, Mapping, Sequence
 
 from .drain import RunReport, run_drain
 from .errors import SettingsError, redact
-from .settings import Settings
+from .settings import OVERRIDE, SCOPE, SETTINGS, Settings
 
 log = logging.getLogger(__name__)
 
-SCOPE_KEYS = ("PIPELINE_NAME", "MONGO_DB", "MONGO_COLL", "MONGO_PIPELINE")
-# Settings an entry may override: what decides the stream and how its files are written.
-ENTRY_OVERRIDES = SCOPE_KEYS + (
-    "MONGO_FULL_DOC", "MONGO_FULL_DOC_BEFORE_CHANGE", "ADLS_FILESYSTEM", "START_AT", "JSON_MODE",
-    "ROLL_WINDOW", "ROLL_MAX_BYTES", "MAX_BUFFER_BYTES", "ON_HISTORY_LOST", "DRAIN_BUDGET_SECONDS",
-    "STATUS_MAX_POSITION_AGE_SECONDS",
-)
+# What an entry states (its scope and name) and what else it may set, from the declarations in
+# shared.settings; every other setting (connection, credentials, table, schedule) is the app's.
+SCOPE_KEYS = tuple(s.name for s in SETTINGS if s.entry == SCOPE)
+ENTRY_OVERRIDES = SCOPE_KEYS + tuple(s.name for s in SETTINGS if s.entry == OVERRIDE)
 
 RunFn = Callable[..., RunReport]
 
