@@ -25,6 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, Sequence
 
+from . import telemetry
 from .drain import RunReport, run_drain
 from .errors import SettingsError, redact
 from .settings import OVERRIDE, SCOPE, SETTINGS, Settings
@@ -109,11 +110,7 @@ def _entries(raw: str, problems: list[str]) -> list[dict[str, str]]:
 
 
 def _problems(exc: SettingsError) -> list[str]:
-    found = getattr(exc, "problems", None)
-    if found is not None:
-        return list(found)
-    text = str(exc).removeprefix("invalid settings:")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return list(exc.problems)  # set by Settings.from_env: one "NAME: message" each
 
 
 def run_pipelines(
@@ -163,8 +160,6 @@ def failure_message(reports: Sequence[RunReport]) -> str | None:
 
 def drain_all(env: Mapping[str, str]) -> list[RunReport]:
     """One run of every configured pipeline, with telemetry when it is configured."""
-    from . import telemetry
-
     pipelines = load_pipelines(env)
     recorder = telemetry.configure(env)
     return run_pipelines(pipelines, env=env, on_report=recorder.record_run if recorder else None)

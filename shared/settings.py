@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from bson import json_util
-from croniter import croniter
 from bson.json_util import CANONICAL_JSON_OPTIONS
+from croniter import croniter
 
 from .errors import SettingsError
 from .layout import encode_name  # the lake paths' reversible encoding, for the default PIPELINE_NAME
@@ -380,7 +380,6 @@ PIPELINES = Setting(
 # Every setting the app reads: the fields of one pipeline's Settings, then PIPELINES (read by
 # shared.pipelines, which makes one Settings per entry).
 SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in dataclasses.fields(Settings)) + (PIPELINES,)
-SETTING_NAMES = tuple(s.name for s in SETTINGS)
 
 
 def raw_value(env: Mapping[str, str], spec: Setting) -> str:
@@ -427,16 +426,6 @@ def default_pipeline_name(scope: Scope) -> str:
     if scope.kind == "database":
         return f"db-{encode_name(scope.db)}"[:200]
     return "deployment"
-
-
-def lake_auth_kind(settings: Settings) -> str:
-    if settings.adls_sas:
-        return "sas"
-    if settings.adls_shared_key:
-        return "shared_key"
-    if settings.adls_connection_string:
-        return "connection_string"
-    return "entra_id"
 
 
 # -- identity ------------------------------------------------------------------------------------
