@@ -16,10 +16,11 @@ import random
 import sys
 from pathlib import Path
 
+import pymongo
 from bson import Decimal128, Int64, ObjectId
 
-from shared.__main__ import load_env_file
 from shared.drain import run_drain
+from shared.envfile import read_env
 from shared.lake import make_service_client
 from shared.settings import Settings
 
@@ -89,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.env_file).exists():
         print(f"{args.env_file} is missing: run `make services` first", file=sys.stderr)
         return 2
-    env = demo_env({**load_env_file(args.env_file), **{k: v for k, v in os.environ.items() if k == "JSON_MODE"}})
+    env = demo_env({**read_env(args.env_file), **{k: v for k, v in os.environ.items() if k == "JSON_MODE"}})
     settings = Settings.from_env(env)
-    import pymongo
-
     client = pymongo.MongoClient(env["MONGO_URI"])
     first = run_drain(settings, env=env)
     print(f"position taken: {first.outcome} (pipeline {settings.pipeline_name}, seq {first.last_seq or 'as stored'})")

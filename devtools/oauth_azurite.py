@@ -33,6 +33,7 @@ from .stack import DEV_ACCOUNT, HOST, REPO_ROOT, StackError, _pdeathsig, port_op
 
 def self_signed_cert(folder: str | os.PathLike[str], host: str = HOST) -> tuple[str, str]:
     """``(cert.pem, key.pem)`` in ``folder``: a self-signed certificate for ``host`` (an IP), valid a day."""
+    # deferred: heavy, and only the TLS stacks of the identity tests need it
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

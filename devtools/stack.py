@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import http.client
@@ -41,6 +42,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
+
+from shared.envfile import read_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ".local"
@@ -177,31 +180,6 @@ def format_env(settings: Mapping[str, str], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_env(text: str) -> dict[str, str]:
-    """Parse ``KEY=value`` lines: blank lines and ``#`` comments skipped, split at the first ``=``,
-    one pair of matching surrounding quotes removed."""
-    out: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"line {number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
-
-
-def read_env(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a stack.env file (see :func:`parse_env`)."""
-    return parse_env(Path(path).read_text(encoding="utf-8"))
-
-
 def shell_exports(settings: Mapping[str, str]) -> str:
     """``export KEY='value'`` lines a POSIX shell can ``eval``."""
     return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in settings.items())
@@ -271,8 +249,6 @@ class ProcessRecord:
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Ask the kernel to SIGTERM this child when its parent dies (private stacks of test sessions)."""
-    import ctypes
-
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -316,7 +292,7 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
 
 def check_mongo(port: int, host: str = HOST, timeout: float = 3.0) -> None:
     """``hello`` + ``ping`` through pymongo, requiring the single-node replica set primary."""
-    import pymongo
+    import pymongo  # deferred: heavy, and only the checks need it (not `down` or `env`)
 
     ms = int(timeout * 1000)
     client = pymongo.MongoClient(
@@ -345,7 +321,7 @@ def _http_get(port: int, path: str, host: str = HOST, timeout: float = 3.0) -> h
 def check_azurite(ports: Ports, host: str = HOST, timeout: float = 3.0) -> None:
     """A signed Table-service request (list tables) through azure-data-tables; blob and queue must
     answer HTTP as Azurite."""
-    from azure.data.tables import TableServiceClient
+    from azure.data.tables import TableServiceClient  # deferred: heavy, only this check needs it
 
     service = TableServiceClient.from_connection_string(
         azurite_connection_string(table=ports.table, host=host),
@@ -721,18 +697,6 @@ class LocalStack:
                 raise StackError(f"{name} (pid {record.pid}) did not stop")
         self._record_file(name).unlink(missing_ok=True)
         return True
-
-    def stop_service(self, name: str) -> bool:
-        """Stop one service (e.g. ``"mongo"``), keeping its data."""
-        self._require(name)
-        with self._locked():
-            return self._stop(name)
-
-    def start_service(self, name: str) -> None:
-        """(Re)start one service on the same ports and data, waiting until it answers."""
-        self._require(name)
-        with self._locked():
-            self._ensure(name)
 
     def restart_mongo(self) -> None:
         """Stop the MongoDB server and start it again on the same port and storage (data kept).

@@ -14,18 +14,10 @@ import logging
 import os
 import sys
 
+from .envfile import read_env
 from .errors import SettingsError
-
-
-def load_env_file(path: str) -> dict[str, str]:
-    values = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip()
-    return values
+from .pipelines import drain_all
+from .status import status_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", help="KEY=value file read before the environment (which wins)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    env = {**(load_env_file(args.env_file) if args.env_file else {}), **os.environ}
+    env = {**(read_env(args.env_file) if args.env_file else {}), **os.environ}
     if args.command == "drain":
-        from .pipelines import drain_all
-
         try:
             reports = drain_all(env)
         except SettingsError as exc:
@@ -49,8 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             return 2 if any((r.error or {}).get("kind") == "terminal" for r in failed) else 1
         return 0
-    from .status import status_report
-
     code, body = status_report(env)
     print(json.dumps(body, indent=2, default=str))
     if code == 500:

@@ -2,8 +2,9 @@
 
 ``PIPELINES`` is a JSON array of objects. Each entry is one change stream with its own checkpoint
 partition, lease and files; it names itself with ``PIPELINE_NAME`` (required, unique) and states its
-scope (``MONGO_DB``, ``MONGO_COLL``, ``MONGO_PIPELINE``). Any of ``ENTRY_OVERRIDES`` may be set per
-entry; every other setting (connection, credentials, table, schedule) is the app's, shared by all::
+scope (``MONGO_DB``, ``MONGO_COLL``, and its aggregation stages in ``MONGO_PIPELINE``). Any of
+``ENTRY_OVERRIDES`` may be set per entry; every other setting (connection, credentials, table,
+schedule) is the app's, shared by all::
 
     [{"PIPELINE_NAME": "orders", "MONGO_DB": "shop", "MONGO_COLL": "orders"},
      {"PIPELINE_NAME": "audit", "MONGO_DB": "audit", "ROLL_WINDOW": "1d"}]
@@ -24,19 +25,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, Sequence
 
+from . import telemetry
 from .drain import RunReport, run_drain
 from .errors import SettingsError, redact
-from .settings import Settings
+from .settings import OVERRIDE, SCOPE, SETTINGS, Settings
 
 log = logging.getLogger(__name__)
 
-SCOPE_KEYS = ("PIPELINE_NAME", "MONGO_DB", "MONGO_COLL", "MONGO_PIPELINE")
-# Settings an entry may override: what decides the stream and how its files are written.
-ENTRY_OVERRIDES = SCOPE_KEYS + (
-    "MONGO_FULL_DOC", "MONGO_FULL_DOC_BEFORE_CHANGE", "ADLS_FILESYSTEM", "START_AT", "JSON_MODE",
-    "ROLL_WINDOW", "ROLL_MAX_BYTES", "MAX_BUFFER_BYTES", "ON_HISTORY_LOST", "DRAIN_BUDGET_SECONDS",
-    "STATUS_MAX_POSITION_AGE_SECONDS",
-)
+# What an entry states (its scope and name) and what else it may set, from the declarations in
+# shared.settings; every other setting (connection, credentials, table, schedule) is the app's.
+SCOPE_KEYS = tuple(s.name for s in SETTINGS if s.entry == SCOPE)
+ENTRY_OVERRIDES = SCOPE_KEYS + tuple(s.name for s in SETTINGS if s.entry == OVERRIDE)
 
 RunFn = Callable[..., RunReport]
 
@@ -111,11 +110,7 @@ def _entries(raw: str, problems: list[str]) -> list[dict[str, str]]:
 
 
 def _problems(exc: SettingsError) -> list[str]:
-    found = getattr(exc, "problems", None)
-    if found is not None:
-        return list(found)
-    text = str(exc).removeprefix("invalid settings:")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return list(exc.problems)  # set by Settings.from_env: one "NAME: message" each
 
 
 def run_pipelines(
@@ -165,8 +160,6 @@ def failure_message(reports: Sequence[RunReport]) -> str | None:
 
 def drain_all(env: Mapping[str, str]) -> list[RunReport]:
     """One run of every configured pipeline, with telemetry when it is configured."""
-    from . import telemetry
-
     pipelines = load_pipelines(env)
     recorder = telemetry.configure(env)
     return run_pipelines(pipelines, env=env, on_report=recorder.record_run if recorder else None)

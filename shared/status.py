@@ -18,6 +18,7 @@ from typing import Mapping
 
 from .checkpoint import CheckpointStore
 from .errors import DrainError, SettingsError, kind_of, redact
+from .pipelines import load_pipelines
 from .settings import Settings
 
 
@@ -71,8 +72,6 @@ def _iso(seconds: float | None) -> str | None:
 
 def status_report(env: Mapping[str, str], now: float | None = None) -> tuple[int, dict]:
     """(HTTP status, body) for every configured pipeline; the body never holds a secret."""
-    from .pipelines import load_pipelines
-
     now = time.time() if now is None else now
     checked_at = _iso(now)
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path

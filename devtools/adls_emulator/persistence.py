@@ -12,10 +12,8 @@ import pickle
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .store import FileSystem, Node
+from .store import FileSystem, Node
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS filesystems (name TEXT PRIMARY KEY, meta TEXT NOT NULL);
@@ -37,9 +35,7 @@ class SqlitePersistence:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
-    def load(self) -> dict[str, "FileSystem"]:
-        from .store import FileSystem, Node
-
+    def load(self) -> dict[str, FileSystem]:
         with self._lock:
             out: dict[str, FileSystem] = {}
             for name, meta in self._db.execute("SELECT name, meta FROM filesystems"):
@@ -50,7 +46,7 @@ class SqlitePersistence:
                     out[fs].nodes[path] = Node.from_record(json.loads(meta), data, pickle.loads(unc))
             return out
 
-    def save_filesystem(self, fs: "FileSystem") -> None:
+    def save_filesystem(self, fs: FileSystem) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO filesystems (name, meta) VALUES (?, ?)",
                              (fs.name, json.dumps(fs.to_meta())))
@@ -62,7 +58,7 @@ class SqlitePersistence:
             self._db.execute("DELETE FROM filesystems WHERE name = ?", (name,))
             self._db.execute("COMMIT")
 
-    def save_node(self, fs: str, path: str, node: "Node") -> None:
+    def save_node(self, fs: str, path: str, node: Node) -> None:
         meta, data, unc = node.to_record()
         with self._lock:
             self._db.execute(

@@ -37,16 +37,6 @@ from .errors import StorageError, error
 # Windows FILETIME epoch offset (100 ns ticks between 1601-01-01 and 1970-01-01).
 _FILETIME_EPOCH = 116444736000000000
 
-HTTP_HEADER_FIELDS = (
-    "content_type",
-    "content_encoding",
-    "content_language",
-    "content_disposition",
-    "cache_control",
-    "content_md5",
-)
-
-
 class _Clock:
     """Hands out strictly increasing ETag values shaped like the service's (``"0x8DE93FE34EFE2CC"``)."""
 

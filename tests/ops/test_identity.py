@@ -22,7 +22,7 @@ from devtools.oauth_azurite import OAuthTableAzurite, self_signed_cert
 from shared.checkpoint import CheckpointStore, make_table_client
 from shared.drain import run_drain
 from shared.lake import make_service_client
-from shared.settings import Settings, lake_auth_kind
+from shared.settings import Settings
 
 from .conftest import call_status
 
@@ -88,7 +88,8 @@ def entra_env(stack_env, oauth_table, tls_lake, fresh_db_name) -> dict:
 def test_a_full_drain_with_managed_identity_for_lake_and_table(client_id, entra_env, tls, monkeypatch, app_env,
                                                               mongo_client):
     settings = Settings.from_env(entra_env)
-    assert lake_auth_kind(settings) == "entra_id" and not settings.checkpoint_connection_string
+    lake_credentials = (settings.adls_sas, settings.adls_shared_key, settings.adls_connection_string)
+    assert not any(lake_credentials) and not settings.checkpoint_connection_string  # Entra ID for both
     with ManagedIdentityEndpoint(client_id=client_id) as identity:
         use_identity(monkeypatch, identity, tls[0])
         app_env(entra_env)

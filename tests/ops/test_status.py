@@ -74,7 +74,8 @@ def test_an_old_position_answers_503(ops_env, app_env, table_service):
 
 def test_a_failed_last_run_answers_503_with_its_error(ops_env, app_env):
     drain(ops_env)
-    broken = {**ops_env, "MONGO_URI": "mongodb://127.0.0.1:1/?replicaSet=x&serverSelectionTimeoutMS=300"}
+    # the same deployment (so the same pipeline identity), unreachable: TLS against a plain server
+    broken = {**ops_env, "MONGO_URI": ops_env["MONGO_URI"] + "&tls=true&serverSelectionTimeoutMS=300"}
     assert run_drain(Settings.from_env(broken), env=broken).outcome == "failed"
     app_env(ops_env)
     code, body, _ = call_status()

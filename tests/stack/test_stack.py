@@ -22,11 +22,10 @@ from devtools.stack import (
     StackError,
     _proc_start_time,
     format_env,
-    parse_env,
-    read_env,
     shell_exports,
     stack_settings,
 )
+from shared.envfile import parse_env, read_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,9 +1,22 @@
 """Settings: one typed object from the environment; every problem names its setting, no secret shown."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from shared.errors import SettingsError
-from shared.settings import SETTINGS, Scope, Settings, default_pipeline_name
+from shared.settings import (
+    FUNCTION_TIMEOUT_SECONDS,
+    SETTINGS,
+    Scope,
+    Settings,
+    default_pipeline_name,
+    identity_differences,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PASSWORD = "s3cr3t-P@ss"
 BASE = {
@@ -93,7 +106,7 @@ def test_values_parsed():
               ADLS_SAS="?sv=2024&sig=abc")
     assert s.roll_window_seconds == 900 and s.roll_max_bytes == 64_000_000 and s.max_buffer_bytes == 1024**3
     assert s.start_at.isoformat() == "2026-01-31T00:00:00+00:00"
-    assert s.mongo_pipeline == ({"$match": {"operationType": "insert"}},)
+    assert s.stages == s.mongo_pipeline == ({"$match": {"operationType": "insert"}},)
     assert s.full_document_before_change is None
     assert s.adls_sas == "sv=2024&sig=abc"
 
@@ -110,11 +123,90 @@ def test_secrets_never_in_repr():
     assert PASSWORD in s.secrets and "QUJDREVGRw==" in s.secrets
 
 
-def test_identity_depends_on_scope_and_filter_only():
-    a = parse(MONGO_DB="shop")
-    assert a.pipeline_identity == parse(MONGO_DB="shop", JSON_MODE="canonical").pipeline_identity
-    assert a.pipeline_identity != parse(MONGO_DB="shop", MONGO_COLL="orders").pipeline_identity
-    assert a.pipeline_identity != parse(MONGO_DB="shop", MONGO_PIPELINE='[{"$match": {"x": 1}}]').pipeline_identity
+def test_identity_names_what_decides_the_events_and_the_lake():
+    s = parse(MONGO_DB="shop", MONGO_PIPELINE='[{"$match": {"n": {"$numberLong": "1"}}}]')
+    assert s.identity == {
+        "MONGO_URI": {"hosts": ["db.example.net:27017"], "replicaSet": "rs0"},
+        "MONGO_DB": "shop", "MONGO_COLL": None,
+        "MONGO_PIPELINE": '[{"$match":{"n":{"$numberLong":"1"}}}]',
+        "MONGO_FULL_DOC": "updateLookup", "MONGO_FULL_DOC_BEFORE_CHANGE": "whenAvailable",
+        "ADLS_ACCOUNT_URL": "lake.dfs.core.windows.net", "ADLS_FILESYSTEM": "bronze",
+    }
+    assert json.loads(json.dumps(s.identity)) == s.identity
+    assert set(s.identity) == {x.name for x in SETTINGS if x.identity}
+    assert re.fullmatch(r"[0-9a-f]{32}", s.pipeline_identity)
+    assert PASSWORD not in json.dumps(s.identity) and "user" not in json.dumps(s.identity)
+
+
+@pytest.mark.parametrize("changes", [
+    {"JSON_MODE": "canonical"}, {"ROLL_WINDOW": "5m"}, {"ROLL_MAX_BYTES": "1MiB"}, {"MAX_BUFFER_BYTES": "1MiB"},
+    {"PIPELINE_NAME": "other"}, {"ADLS_SHARED_KEY": "QUJD"}, {"DRAIN_BUDGET_SECONDS": "30"},
+    {"MONGO_URI": "mongodb://other:pw@DB.example.net/?replicaSet=rs0&tls=true"},  # same hosts, other user
+    {"ADLS_ACCOUNT_URL": "https://LAKE.dfs.core.windows.net/"},
+])
+def test_identity_ignores_what_a_replay_handles(changes):
+    assert parse(MONGO_DB="shop", **changes).pipeline_identity == parse(MONGO_DB="shop").pipeline_identity
+
+
+@pytest.mark.parametrize("changes", [
+    {"MONGO_COLL": "orders"}, {"MONGO_PIPELINE": '[{"$match": {"x": 1}}]'}, {"MONGO_FULL_DOC": "default"},
+    {"MONGO_FULL_DOC_BEFORE_CHANGE": "off"}, {"ADLS_FILESYSTEM": "silver"},
+    {"ADLS_ACCOUNT_URL": "https://other.dfs.core.windows.net"},
+    {"MONGO_URI": "mongodb://db2.example.net:27017/?replicaSet=rs0"},
+    {"MONGO_URI": "mongodb://db.example.net:27017/?replicaSet=rs1"},
+])
+def test_identity_changes_with_what_decides_the_stream(changes):
+    assert parse(MONGO_DB="shop", **changes).pipeline_identity != parse(MONGO_DB="shop").pipeline_identity
+
+
+def test_identity_of_mongo_hosts_and_lake_forms():
+    many = parse(MONGO_URI="mongodb://u:p@B.example:27018,a.example/?replicaSet=rs").identity["MONGO_URI"]
+    assert many == {"hosts": ["a.example:27017", "b.example:27018"], "replicaSet": "rs"}
+    srv = parse(MONGO_URI="mongodb+srv://u:p@Cluster0.abc.mongodb.net/db").identity["MONGO_URI"]
+    assert srv == {"srv": "cluster0.abc.mongodb.net"}
+    by_conn = parse(ADLS_ACCOUNT_URL=None, ADLS_CONNECTION_STRING="DefaultEndpointsProtocol=https;"
+                    "AccountName=Lake;AccountKey=QUJD;EndpointSuffix=core.windows.net").identity
+    assert by_conn["ADLS_ACCOUNT_URL"] == "lake.dfs.core.windows.net"
+    emulator = parse(ADLS_ACCOUNT_URL="http://127.0.0.1:10004/devstoreaccount1").identity
+    assert emulator["ADLS_ACCOUNT_URL"] == "127.0.0.1:10004/devstoreaccount1"
+
+
+def test_identity_differences_are_readable_and_hide_the_hosts():
+    stored = parse(MONGO_FULL_DOC="default").identity
+    current = parse(MONGO_FULL_DOC="updateLookup", MONGO_URI="mongodb://other.example/?replicaSet=rs0").identity
+    assert identity_differences(stored, current) == [
+        "MONGO_URI: the MongoDB hosts changed",
+        "MONGO_FULL_DOC: 'default' when the checkpoint was written, 'updateLookup' now",
+    ]
+    assert identity_differences(current, current) == []
+    assert identity_differences({}, {"MONGO_DB": "shop"}) == [
+        "MONGO_DB: not recorded when the checkpoint was written, 'shop' now"]
+
+
+def test_secrets_hold_the_mongo_password_encoded_and_decoded():
+    s = parse(MONGO_URI="mongodb://user:p%40ss%2Fw%3Ard@db.example.net/?replicaSet=rs0")
+    assert "p@ss/w:rd" in s.secrets and "p%40ss%2Fw%3Ard" in s.secrets
+
+
+@pytest.mark.parametrize("value", ["0 */5 * * * *", "00:01:00", "00:00:30", "23:59:59", "1.00:00:00"])
+def test_schedule_accepts_ncrontab_and_a_timespan(value):
+    assert parse(DRAIN_SCHEDULE=value).drain_schedule == value
+
+
+@pytest.mark.parametrize("value", ["00:00:00", "24:00:00", "00:61:00", "1.00:00:01", "2.00:00:00"])
+def test_schedule_refuses_a_timespan_out_of_range(value):
+    with pytest.raises(SettingsError, match="DRAIN_SCHEDULE: .*TimeSpan"):
+        parse(DRAIN_SCHEDULE=value)
+
+
+def test_budget_leaves_the_final_commit_inside_the_function_timeout():
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    hours, minutes, seconds = (int(x) for x in host["functionTimeout"].split(":"))
+    assert FUNCTION_TIMEOUT_SECONDS == hours * 3600 + minutes * 60 + seconds
+    assert parse(DRAIN_BUDGET_SECONDS=str(FUNCTION_TIMEOUT_SECONDS - 60)).drain_budget_seconds == 540
+    with pytest.raises(SettingsError, match="DRAIN_BUDGET_SECONDS: '541' must be between 5 and 540 .*functionTimeout"):
+        parse(DRAIN_BUDGET_SECONDS="541")
+    assert parse().drain_budget_seconds == 45
 
 
 def test_default_pipeline_name_is_table_safe():
@@ -127,3 +219,9 @@ def test_settings_list_is_complete():
     assert len(names) == len(set(names))
     for field_name in ("MONGO_URI", "DRAIN_SCHEDULE", "ROLL_WINDOW", "ON_HISTORY_LOST"):
         assert field_name in names
+
+
+def test_settings_are_frozen():
+    s = parse()
+    with pytest.raises(AttributeError):
+        s.json_mode = "canonical"
