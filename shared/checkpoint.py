@@ -51,7 +51,7 @@ from .errors import (
     sdk_message,
 )
 from .intent import Intent
-from .settings import Settings
+from .settings import Settings, identity_differences
 from .source import Position
 
 log = logging.getLogger(__name__)
@@ -207,13 +207,8 @@ class CheckpointStore:
     def _mismatch(self, checkpoint: Checkpoint) -> str:
         name = self._pipeline
         changed = ""
-        current = getattr(self._settings, "identity", None)
-        if checkpoint.identity_items and current is not None:
-            from . import settings as settings_module  # the wording of each difference lives there
-
-            differences = getattr(settings_module, "identity_differences", None)
-            if differences is not None:
-                changed = "; ".join(differences(checkpoint.identity_items, current))
+        if checkpoint.identity_items:
+            changed = "; ".join(identity_differences(checkpoint.identity_items, self._settings.identity))
         return (f"the checkpoint of pipeline {name!r} was written for another stream or lake"
                 f"{' (' + changed + ')' if changed else ''} (identity {checkpoint.identity}, here "
                 f"{self._settings.pipeline_identity}); its position and sequence numbers do not apply here. Give "
@@ -229,7 +224,7 @@ class CheckpointStore:
         checkpoint = state.checkpoint
         if checkpoint is None:
             checkpoint = Checkpoint(None, 0, self._settings.pipeline_identity, new_generation(),
-                                    identity_items=getattr(self._settings, "identity", None))
+                                    identity_items=self._settings.identity)
         elif checkpoint.lease_owner and checkpoint.lease_owner != owner and checkpoint.lease_until > now:
             raise LeaseHeldError(
                 f"pipeline {self._pipeline!r} is being drained by run {checkpoint.lease_owner} "
