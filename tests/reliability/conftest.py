@@ -14,6 +14,7 @@ def make_pipeline(stack_env, mongo_client, datalake_service, fresh_filesystem, f
     made = []
 
     def make(scope: str = "database", coll: str | None = "items", **settings):
+        """``mode="defaults"`` for the product's defaults (see ``harness.new_pipeline``)."""
         pipeline = new_pipeline(stack_env, mongo_client, datalake_service, fresh_filesystem, fresh_table_name,
                                 scope=scope, coll=coll, **settings)
         made.append(pipeline)

@@ -60,7 +60,7 @@ class Pipeline:
     db: str
     coll: str | None
     scope: str  # "collection", "database" or "deployment"
-    start: Timestamp  # the pipeline's first position (START_AT)
+    start: Timestamp | None  # the pipeline's first position (None: START_AT=now, read from its checkpoint)
     extra: dict = field(default_factory=dict)
     _files: dict = field(default_factory=dict, repr=False)  # path -> ((length, etag), bytes) read before
 
@@ -108,6 +108,28 @@ class Pipeline:
         table.update_entity(row, mode=UpdateMode.MERGE, etag=row.metadata["etag"],
                             match_condition=MatchConditions.IfNotModified)
         return True
+
+    def first_position(self) -> Timestamp:
+        """Where the pipeline started: its ``START_AT``, or (``now``) the origin its checkpoint stored."""
+        if self.start is not None:
+            return self.start
+        checkpoint = self.checkpoint()
+        assert checkpoint is not None and checkpoint.origin, "the pipeline has no first position yet"
+        seconds, _, increment = checkpoint.origin.partition(".")
+        return Timestamp(int(seconds), int(increment or 0))
+
+    def begin(self) -> None:
+        """With ``START_AT=now``: a first run, which takes the position the test's writes follow."""
+        result = self.drain()
+        assert result.outcome == "caught_up", result.describe()
+
+    def enable_preimages(self, names=None) -> None:
+        """Create the collections with pre- and post-images on (as an administrator would), so the
+        default ``MONGO_FULL_DOC_BEFORE_CHANGE=whenAvailable`` delivers them."""
+        database = self.mongo[self.db]
+        for name in names or COLLECTIONS:
+            if name not in database.list_collection_names():
+                database.create_collection(name, changeStreamPreAndPostImages={"enabled": True})
 
     # -- writes ---------------------------------------------------------------------------------
     def collection(self, name: str | None = None):
@@ -205,7 +227,7 @@ class Pipeline:
         target = {"collection": lambda: self.mongo[self.db][self.coll], "database": lambda: self.mongo[self.db],
                   "deployment": lambda: self.mongo}[self.scope]()
         events: list[dict] = []
-        options = {"start_at_operation_time": self.start}
+        options = {"start_at_operation_time": self.first_position()}
         while True:
             invalidated = None
             with target.watch([], max_await_time_ms=300, **options) as stream:
@@ -282,10 +304,18 @@ def _base_env() -> dict:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
+# The product's defaults for what a stream delivers and where it starts (a new user's settings).
+DEFAULTS = "defaults"
+PINNED = "pinned"
+
+
 def new_pipeline(stack_env: dict, mongo, datalake, filesystem: str, table: str, *, scope: str = "database",
-                 coll: str | None = "items", **settings) -> Pipeline:
-    """A pipeline on a new database, starting one second before now (so the independent read and
-    the pipeline share their first position)."""
+                 coll: str | None = "items", mode: str = PINNED, **settings) -> Pipeline:
+    """A pipeline on a new database. ``mode=PINNED``: starting one second before now with plain
+    events (``MONGO_FULL_DOC=default``, no pre-images), so a replay reads identical events.
+    ``mode=DEFAULTS``: the product's defaults (``updateLookup``, pre-images ``whenAvailable``,
+    ``START_AT=now``): call ``begin()`` before writing, and replays may differ from the runs they
+    replay."""
     db = f"rel_{uuid.uuid4().hex[:10]}"
     now = int(time.time()) - 1
     env = {
@@ -300,8 +330,11 @@ def new_pipeline(stack_env: dict, mongo, datalake, filesystem: str, table: str, 
         "MONGO_FULL_DOC": "default",
         "MONGO_FULL_DOC_BEFORE_CHANGE": "off",
     }
+    if mode == DEFAULTS:
+        for key in ("START_AT", "MONGO_FULL_DOC", "MONGO_FULL_DOC_BEFORE_CHANGE"):
+            env.pop(key)
     env.update({k: str(v) for k, v in settings.items()})
-    return Pipeline(env, mongo, datalake, db, coll, scope, Timestamp(now, 0))
+    return Pipeline(env, mongo, datalake, db, coll, scope, Timestamp(now, 0) if mode == PINNED else None)
 
 
 COLLECTIONS = ("a", "b", "c")

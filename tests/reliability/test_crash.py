@@ -7,6 +7,11 @@ equals an independent change-stream read from the pipeline's first position.
 
 Small files and buffers (``ROLL_MAX_BYTES=8KiB``, ``MAX_BUFFER_BYTES=16KiB``) make one run write
 dozens of files in three folders and commit many times, so every step is reached many times.
+
+Each case runs twice: ``pinned`` (plain events, so a replay reads exactly what the killed run read)
+and ``defaults`` (the product's defaults: ``updateLookup``, pre-images ``whenAvailable``,
+``START_AT=now``), where documents are updated between a kill and its replay, so the replay's lines
+differ from the killed run's, roll at other lines and commit at other events.
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ import pytest
 
 from shared.failpoints import RUN_STEPS as STEPS
 
-from .harness import write_round
+from .harness import DEFAULTS, PINNED, write_round
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
+MODES = (PINNED, DEFAULTS)
+
+
+def _pipeline(make_pipeline, mode: str, **settings):
+    pipeline = make_pipeline(mode=mode, **SMALL, **settings)
+    if mode == DEFAULTS:
+        pipeline.enable_preimages()
+        pipeline.begin()
+    return pipeline
 
 # Each case: the failpoints of consecutive killed runs (writes happen between them), then resumed runs.
 CASES = [[f"{step}:1"] for step in STEPS] + [
@@ -32,10 +46,11 @@ CASES = [[f"{step}:1"] for step in STEPS] + [
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("failpoints", CASES, ids=["+".join(c) for c in CASES])
-def test_killed_at_a_step_then_resumed(make_pipeline, failpoints):
+def test_killed_at_a_step_then_resumed(make_pipeline, failpoints, mode):
     rng = random.Random(7)
-    pipeline = make_pipeline(**SMALL)
+    pipeline = _pipeline(make_pipeline, mode)
     seq = 0
     for failpoint in failpoints:
         write_round(pipeline, rng, inserts=30)
@@ -54,24 +69,37 @@ SOAK_RUNS = int(os.environ.get("SOAK_RUNS", "50"))
 SOAK_SEED = int(os.environ.get("SOAK_SEED", "20240601"))
 
 
+SOAK_SETTINGS = {
+    PINNED: {},
+    # one-minute windows: a soak of a few minutes crosses several, with kills around their edges
+    DEFAULTS: {"ROLL_WINDOW": "1m"},
+}
+
+
 @pytest.mark.slow
-def test_soak_random_kills(make_pipeline):
+@pytest.mark.parametrize("mode", MODES)
+def test_soak_random_kills(make_pipeline, mode):
     """``SOAK_RUNS`` runs (default 50; ``make soak`` runs more), seed ``SOAK_SEED``: before each run
     a random round of writes; each run is killed at a random failpoint, killed after a random
-    delay, or left to finish."""
+    delay, or left to finish. Now and then a setting that changes what a replay writes
+    (``ROLL_MAX_BYTES``, ``JSON_MODE``) changes between a kill and the next run."""
     rng = random.Random(SOAK_SEED)
-    pipeline = make_pipeline(**SMALL)
+    pipeline = _pipeline(make_pipeline, mode, **SOAK_SETTINGS[mode])
     seq, kills = 0, 0
     for _ in range(SOAK_RUNS):
         write_round(pipeline, rng, inserts=rng.choice((4, 10, 24)))
         pipeline.expire_lease()
+        changed = {}
+        if rng.random() < 0.2:
+            changed = {"ROLL_MAX_BYTES": rng.choice(("4KiB", "8KiB", "64KiB")),
+                       "JSON_MODE": rng.choice(("relaxed", "canonical"))}
         choice = rng.random()
         if choice < 0.45:
-            result = pipeline.drain(failpoint=f"{rng.choice(STEPS)}:{rng.randint(1, 6)}")
+            result = pipeline.drain(failpoint=f"{rng.choice(STEPS)}:{rng.randint(1, 6)}", **changed)
         elif choice < 0.85:
-            result = pipeline.drain(kill_after=rng.uniform(0.2, 2.0))
+            result = pipeline.drain(kill_after=rng.uniform(0.2, 2.0), **changed)
         else:
-            result = pipeline.drain()
+            result = pipeline.drain(**changed)
         if result.killed:
             kills += 1
         else:
