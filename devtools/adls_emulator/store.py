@@ -569,7 +569,10 @@ class Store:
             node.uncommitted.append((position, bytes(data)))
             if flush:
                 self._commit(node, position + len(data), retain=False, http_headers=http_headers)
-            _lease_after_write(node.lease, lease_action, extra)
+            # Path - Update: "release" releases the lease only on flush; an append without
+            # flush=true checks the lease id and keeps the lease.
+            if flush or (lease_action or "").lower() != "release":
+                _lease_after_write(node.lease, lease_action, extra)
             self._save_nodes(fs, [path])
             return self._info(path, node), extra
 
