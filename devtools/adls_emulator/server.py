@@ -20,10 +20,12 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from . import content as cv
 from . import store as st
 from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, parse_query
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
+from .features import check_request, not_implemented
 from .persistence import SqlitePersistence
 
 DEFAULT_VERSION = "2026-06-06"
@@ -359,29 +361,66 @@ class AccountHandlers:
         start = end = None
         if rng:
             start, end = _parse_range(rng)
+        want_md5 = (req.header("x-ms-range-get-content-md5") or "").lower() == "true"
+        if want_md5 and (not rng or end is None or end - start + 1 > 4 * 1024 * 1024):
+            raise error(400, "InvalidHeaderValue", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
+        structured = req.header("x-ms-structured-body")
+        if structured is not None and structured.strip().lower().replace(" ", "") != \
+                cv.SM_V1_CRC64.lower().replace(" ", ""):
+            raise error(400, "InvalidHeaderValue", f"x-ms-structured-body {structured!r} is not supported.")
         info, data, first, last = self.store.read(req.filesystem, req.path, start, end, self.conditions(req),
                                                   req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
+        if want_md5:
+            headers["Content-MD5"] = cv.md5_b64(data)
+        elif rng and "Content-MD5" in headers:
+            # On a range read the stored MD5 of the whole file is x-ms-blob-content-md5.
+            headers["x-ms-blob-content-md5"] = headers.pop("Content-MD5")
+        body = data
+        if structured is not None:
+            body = cv.encode_structured(data)
+            headers["x-ms-structured-body"] = cv.SM_V1_CRC64
+            headers["x-ms-structured-content-length"] = str(len(data))
         if rng:
             headers["Content-Range"] = f"bytes {first}-{last}/{info.length}"
-            return Response(206, headers, data)
-        return Response(200, headers, data)
+            return Response(206, headers, body)
+        return Response(200, headers, body)
 
     def append(self, req: Request) -> Response:
         position = _int(req.params.get("position"), "position")
         if position is None:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         flush = req.flag("flush")
+        data, validation = self.validated_body(req)
         info, extra = self.store.append(
-            req.filesystem, req.path, position, req.body, lease_id=req.header("x-ms-lease-id"),
+            req.filesystem, req.path, position, data, lease_id=req.header("x-ms-lease-id"),
             lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
             lease_duration=self.lease_duration(req), flush=flush, close=req.flag("close"),
             http_headers=self.http_headers_from(req, "x-ms-") if flush else None)
-        headers = {"x-ms-request-server-encrypted": "true"}
+        headers = {"x-ms-request-server-encrypted": "true", **validation}
         if flush:
             headers.update(self.write_headers(info.etag, info.last_modified))
         headers.update(extra)
         return Response(202, headers)
+
+    @staticmethod
+    def validated_body(req: Request) -> tuple[bytes, dict[str, str]]:
+        """The content of an upload after its transactional checks, and the headers that echo them.
+
+        A structured message (``x-ms-structured-body``) is checked and unwrapped: only its content is
+        stored. ``Content-MD5`` / ``x-ms-content-crc64`` must match the body (400 otherwise)."""
+        structured = req.header("x-ms-structured-body")
+        if structured is not None:
+            data = cv.decode_structured(req.body, structured, req.header("x-ms-structured-content-length"))
+            return data, {"x-ms-structured-body": cv.SM_V1_CRC64}
+        echo = {}
+        if req.header("content-md5") is not None:
+            cv.check_md5(req.body, req.header("content-md5"))
+            echo["Content-MD5"] = req.header("content-md5")
+        if req.header("x-ms-content-crc64") is not None:
+            cv.check_crc64(req.body, req.header("x-ms-content-crc64"))
+            echo["x-ms-content-crc64"] = req.header("x-ms-content-crc64")
+        return req.body, echo
 
     def flush(self, req: Request) -> Response:
         position = _int(req.params.get("position"), "position")
@@ -468,8 +507,7 @@ class AccountHandlers:
         return Response(_LEASE_STATUS.get(action, 200), headers)
 
     def unknown(self, req: Request) -> Response:
-        raise error(400, "UnsupportedOperation",
-                    f"The emulator does not implement {req.method} {req.raw_path}?{req.query}.")
+        raise not_implemented(f"the request {req.method} {req.raw_path}?{req.query}")
 
 
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
@@ -533,6 +571,7 @@ class Emulator:
             if account != self.account:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
             self.auth.check(req.method, req.raw_path, req.query, req.headers)
+            check_request(req.op, req.headers, req.params)
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
             resp = handler(req)
         except StorageError as exc:

@@ -1,0 +1,189 @@
+"""Features beyond the core dfs operations: nothing silently ignored, content validation, ..."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+
+import pytest
+
+from devtools.adls_emulator import content as cv
+from devtools.adls_emulator.auth import DEV_ACCOUNT
+
+from .rawclient import RawClient
+
+
+@pytest.fixture
+def raw(emu) -> RawClient:
+    return RawClient(emu.base_url)
+
+
+def _lower(headers: dict) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _new_file(raw: RawClient) -> str:
+    fs = f"fs{uuid.uuid4().hex[:12]}"
+    assert raw.send("PUT", f"/{DEV_ACCOUNT}/{fs}?resource=filesystem")[0] == 201
+    url = f"/{DEV_ACCOUNT}/{fs}/file"
+    assert raw.send("PUT", url + "?resource=file")[0] == 201
+    return url
+
+
+# --------------------------------------------------------------------------- nothing silently ignored
+@pytest.mark.parametrize("header, feature", [
+    ("x-ms-encryption-scope", "encryption scopes"),
+    ("x-ms-tags", "blob index tags"),
+    ("x-ms-something-new", "x-ms-something-new"),
+])
+def test_an_unimplemented_header_is_refused_naming_it(raw, header, feature):
+    url = _new_file(raw)
+    status, headers, body = raw.send("PUT", url + "?resource=file", {header: "x"})
+    assert status == 501 and _lower(headers)["x-ms-error-code"] == "NotImplemented"
+    assert feature in body.decode()
+    assert raw.send("HEAD", url)[0] == 200  # and nothing was done
+
+
+def test_an_unimplemented_query_parameter_is_refused_naming_it(raw):
+    url = _new_file(raw)
+    status, headers, body = raw.send("GET", url + "?snapshot=2026-01-01T00:00:00Z")
+    assert status == 501 and "snapshots" in body.decode()
+    fs = url.rsplit("/", 1)[0]
+    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=deleted")
+    assert status == 501 and b"include=deleted" in body
+    status, _, body = raw.send("GET", fs + "?resource=filesystem&recursive=true&showonly=deleted")
+    assert status == 501
+
+
+def test_an_unknown_request_answers_501(raw):
+    url = _new_file(raw)
+    status, headers, _ = raw.send("PUT", url + "?comp=tier", {"x-ms-access-tier": "Cool"})
+    assert status == 501 and _lower(headers)["x-ms-error-code"] == "NotImplemented"
+
+
+# --------------------------------------------------------------------------- CRC64 and MD5
+def test_crc64_is_the_azure_storage_crc64():
+    assert cv.crc64(b"123456789") == 0xAE8B14860A799888
+    assert cv.crc64(b"56789", cv.crc64(b"1234")) == cv.crc64(b"123456789")
+    assert cv.crc64(b"") == 0
+
+
+def test_structured_message_round_trip():
+    data = bytes(range(256)) * 41
+    message = cv.encode_structured(data, segment_size=1000)
+    assert cv.decode_structured(message, cv.SM_V1_CRC64, str(len(data))) == data
+
+
+def _append(raw, url, body, position=0, **headers):
+    return raw.send("PATCH", f"{url}?action=append&position={position}", headers, body)
+
+
+def test_append_with_content_md5_is_checked_and_echoed(raw):
+    url = _new_file(raw)
+    good = base64.b64encode(hashlib.md5(b"abc").digest()).decode()
+    status, headers, _ = _append(raw, url, b"abc", **{"Content-MD5": good})
+    assert status == 202 and _lower(headers)["content-md5"] == good
+    status, headers, _ = _append(raw, url, b"xyz", 3, **{"Content-MD5": good})
+    assert status == 400 and _lower(headers)["x-ms-error-code"] == "Md5Mismatch"
+    assert raw.send("PATCH", f"{url}?action=flush&position=3")[0] == 200
+    assert raw.send("PATCH", f"{url}?action=flush&position=6")[0] == 400  # the bad append was not kept
+
+
+def test_append_with_crc64_is_checked(raw):
+    url = _new_file(raw)
+    status, headers, _ = _append(raw, url, b"abc", **{"x-ms-content-crc64": cv.crc64_b64(b"abc")})
+    assert status == 202 and _lower(headers)["x-ms-content-crc64"] == cv.crc64_b64(b"abc")
+    status, headers, _ = _append(raw, url, b"abd", 3, **{"x-ms-content-crc64": cv.crc64_b64(b"abc")})
+    assert status == 400 and _lower(headers)["x-ms-error-code"] == "Crc64Mismatch"
+
+
+def test_structured_append_stores_the_content_only(raw):
+    url = _new_file(raw)
+    data = b"hello structured world" * 100
+    message = cv.encode_structured(data, segment_size=512)
+    status, headers, _ = _append(raw, url, message, **{"x-ms-structured-body": cv.SM_V1_CRC64,
+                                                        "x-ms-structured-content-length": str(len(data))})
+    assert status == 202 and _lower(headers)["x-ms-structured-body"] == cv.SM_V1_CRC64
+    assert raw.send("PATCH", f"{url}?action=flush&position={len(data)}")[0] == 200
+    status, _, body = raw.send("GET", url)
+    assert status == 200 and body == data
+
+
+@pytest.mark.parametrize("damage", ["crc", "length", "segment_count", "content_length_header"])
+def test_a_damaged_structured_append_is_refused_and_nothing_is_stored(raw, damage):
+    url = _new_file(raw)
+    data = b"0123456789" * 50
+    message = bytearray(cv.encode_structured(data, segment_size=128))
+    length_header = str(len(data))
+    if damage == "crc":
+        message[20] ^= 0xFF  # a content byte: the segment CRC no longer matches
+    elif damage == "length":
+        message = message[:-3]
+    elif damage == "segment_count":
+        message[11] += 1
+    else:
+        length_header = str(len(data) - 1)
+    status, headers, _ = _append(raw, url, bytes(message), **{"x-ms-structured-body": cv.SM_V1_CRC64,
+                                                               "x-ms-structured-content-length": length_header})
+    assert status == 400
+    assert raw.send("PATCH", f"{url}?action=flush&position={len(data)}")[0] == 400
+    assert raw.send("PATCH", f"{url}?action=flush&position={len(message)}")[0] == 400
+
+
+def test_range_read_with_content_md5(raw):
+    url = _new_file(raw)
+    data = bytes(range(256)) * 20
+    assert _append(raw, url, data)[0] == 202
+    assert raw.send("PATCH", f"{url}?action=flush&position={len(data)}")[0] == 200
+    status, headers, body = raw.send("GET", url, {"x-ms-range": "bytes=100-1123", "x-ms-range-get-content-md5": "true"})
+    assert status == 206 and body == data[100:1124]
+    assert _lower(headers)["content-md5"] == base64.b64encode(hashlib.md5(data[100:1124]).digest()).decode()
+    # Without a range, or with one over 4 MiB, the service refuses the header.
+    assert raw.send("GET", url, {"x-ms-range-get-content-md5": "true"})[0] == 400
+    assert raw.send("GET", url, {"x-ms-range": f"bytes=0-{4 * 1024 * 1024}",
+                                 "x-ms-range-get-content-md5": "true"})[0] == 400
+
+
+def test_structured_read(raw):
+    url = _new_file(raw)
+    data = b"abcdefghij" * 1000
+    assert _append(raw, url, data)[0] == 202
+    assert raw.send("PATCH", f"{url}?action=flush&position={len(data)}")[0] == 200
+    status, headers, body = raw.send("GET", url, {"x-ms-range": "bytes=10-5009",
+                                                  "x-ms-structured-body": cv.SM_V1_CRC64})
+    h = _lower(headers)
+    assert status == 206 and h["x-ms-structured-body"] == cv.SM_V1_CRC64
+    assert h["x-ms-structured-content-length"] == "5000" and h["content-range"] == f"bytes 10-5009/{len(data)}"
+    assert cv.decode_structured(body, cv.SM_V1_CRC64, "5000") == data[10:5010]
+
+
+def test_sdk_md5_validation_round_trip(emu_fs):
+    f = emu_fs.create_file("md5")
+    data = b"x" * 5000
+    f.append_data(data, 0, validate_content=True)
+    f.flush_data(len(data))
+    assert f.download_file(validate_content=True).readall() == data
+    assert f.download_file(offset=10, length=100, validate_content=True).readall() == data[10:110]
+
+
+def test_sdk_crc64_structured_message_round_trip(emu_fs):
+    pytest.importorskip("azure.storage.extensions.checksums")
+    f = emu_fs.get_file_client("crc")
+    data = bytes(range(256)) * 4096 + b"tail"  # > 1 MiB, several blocks
+    f.upload_data(data, overwrite=True, validate_content="crc64", chunk_size=256 * 1024)
+    assert f.download_file().readall() == data  # the envelope was not stored
+    assert f.download_file(validate_content="crc64").readall() == data
+    f.append_data(b"more", len(data), validate_content="crc64")
+    f.flush_data(len(data) + 4)
+    assert f.download_file(offset=len(data), validate_content="crc64").readall() == b"more"
+
+
+def test_customer_provided_keys_are_not_silently_ignored(raw):
+    url = _new_file(raw)
+    key = b"k" * 32
+    cpk = {"x-ms-encryption-key": base64.b64encode(key).decode(),
+           "x-ms-encryption-key-sha256": base64.b64encode(hashlib.sha256(key).digest()).decode(),
+           "x-ms-encryption-algorithm": "AES256"}
+    status, _, body = raw.send("PUT", url + "?resource=file", cpk)
+    assert status == 501 and b"customer-provided keys" in body
