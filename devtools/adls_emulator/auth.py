@@ -90,19 +90,20 @@ class Authenticator:
         self.account = account
         self.key = key
 
-    def check(self, method: str, raw_path: str, query: str, headers: dict[str, str]) -> str:
-        """Return the scheme used (``sharedkey``, ``sas``, ``bearer``) or raise 403."""
+    def check(self, method: str, raw_path: str, query: str, headers: dict[str, str]) -> tuple[str, str]:
+        """Return the scheme used (``sharedkey``, ``sas``, ``bearer``) and the caller (``$superuser``
+        for the account key and SAS, the token's ``oid`` for a bearer token), or raise 403."""
         auth = headers.get("authorization", "")
         if auth.startswith("SharedKey "):
             self._check_shared_key(method, raw_path, query, headers, auth[len("SharedKey "):])
-            return "sharedkey"
+            return "sharedkey", "$superuser"
         if auth.startswith("Bearer "):
-            self._check_bearer(auth[len("Bearer "):].strip())
-            return "bearer"
+            payload = self._check_bearer(auth[len("Bearer "):].strip())
+            return "bearer", str(payload.get("oid") or payload.get("sub") or "$superuser")
         params = dict(parse_query(query))
         if params.get("sig"):
             self._check_sas(params)
-            return "sas"
+            return "sas", "$superuser"
         raise _denied("No supported authentication information was found in the request.")
 
     def _check_shared_key(self, method, raw_path, query, headers, credential: str) -> None:
@@ -117,7 +118,7 @@ class Authenticator:
                     return
         raise _denied()
 
-    def _check_bearer(self, token: str) -> None:
+    def _check_bearer(self, token: str) -> dict:
         parts = token.split(".")
         if len(parts) < 2:
             raise _denied("The bearer token is not a JWT.")
@@ -132,6 +133,7 @@ class Authenticator:
         exp = payload.get("exp")
         if isinstance(exp, (int, float)) and exp < time.time():
             raise _denied("Lifetime validation failed. The token is expired.")
+        return payload
 
     def _check_sas(self, params: dict[str, str]) -> None:
         expiry = params.get("se")

@@ -59,7 +59,7 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "lease": (_LEASE_OPS, {"comp"}),
     "set_metadata": ({"meta", "x-ms-properties", *_LEASE}, {"comp", "action"}),
     "set_properties": ({*_BLOB_CONTENT, *_LEASE}, {"comp"}),
-    "set_access_control": ({*_ACCESS, *_LEASE}, {"action", "upn"}),
+    "set_access_control": ({"x-ms-permissions", "x-ms-owner", "x-ms-group", "x-ms-acl", *_LEASE}, {"action", "upn"}),
     "set_access_control_recursive": (_ACCESS, {"action", "mode", "maxrecords", "continuation", "forceflag"}),
 }
 

@@ -44,6 +44,7 @@ class Request:
     path: str = ""
     op: str = "unknown"
     flavor: str = "dfs"  # "dfs" -> JSON errors, "blob" -> XML errors
+    caller: str = "$superuser"  # the bearer token's object ID, else the account's superuser
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -79,19 +80,6 @@ def _int(value: str | None, name: str, default: int | None = None) -> int | None
         return int(value)
     except ValueError as exc:
         raise error(400, "InvalidQueryParameterValue", f"{name} must be an integer.") from exc
-
-
-def _octal_to_symbolic(perm: str | None) -> str | None:
-    if not perm:
-        return None
-    digits = perm[-3:]
-    if not (len(digits) == 3 and all(c in "01234567" for c in digits)):
-        return perm
-    out = ""
-    for d in digits:
-        v = int(d)
-        out += ("r" if v & 4 else "-") + ("w" if v & 2 else "-") + ("x" if v & 1 else "-")
-    return out
 
 
 # ---------------------------------------------------------------------------- classification
@@ -147,6 +135,7 @@ def classify(req: Request) -> None:
     elif m == "PATCH":
         req.flavor = "dfs"
         req.op = {"append": "append", "flush": "flush", "setaccesscontrol": "set_access_control",
+                  "setaccesscontrolrecursive": "set_access_control_recursive",
                   "setproperties": "set_metadata"}.get((action or "").lower(), "unknown")
     elif m == "POST":
         req.flavor = "dfs"
@@ -211,7 +200,7 @@ class AccountHandlers:
             "Accept-Ranges": "bytes", "x-ms-resource-type": info.kind,
             "x-ms-creation-time": http_date(info.created), "x-ms-blob-type": "BlockBlob",
             "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true",
-            "x-ms-owner": "$superuser", "x-ms-group": "$superuser", "x-ms-permissions": info.permissions,
+            "x-ms-owner": info.owner, "x-ms-group": info.group, "x-ms-permissions": info.permissions,
         }
         for key, name in (("content_encoding", "Content-Encoding"), ("content_language", "Content-Language"),
                           ("content_disposition", "Content-Disposition"), ("cache_control", "Cache-Control"),
@@ -336,7 +325,9 @@ class AccountHandlers:
             metadata=st.parse_properties(req.header("x-ms-properties")),
             http_headers=self.http_headers_from(req, "x-ms-"),
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
-            permissions=_octal_to_symbolic(req.header("x-ms-permissions")))
+            permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
+            owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
+            caller=req.caller)
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
         return Response(201, headers)
@@ -353,7 +344,7 @@ class AccountHandlers:
         headers = self.path_headers(info, req)
         headers["Content-Length"] = str(info.length)
         if (req.params.get("action") or "").lower() == "getaccesscontrol":
-            headers["x-ms-acl"] = _acl(info.permissions)
+            headers["x-ms-acl"] = info.acl
         return Response(200, headers)
 
     def read(self, req: Request) -> Response:
@@ -464,8 +455,8 @@ class AccountHandlers:
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
-                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": "$superuser",
-                     "lastModified": http_date(info.last_modified), "name": info.name, "owner": "$superuser",
+                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": info.group,
+                     "lastModified": http_date(info.last_modified), "name": info.name, "owner": info.owner,
                      "permissions": info.permissions}
             if info.is_dir:
                 entry["isDirectory"] = "true"
@@ -490,9 +481,24 @@ class AccountHandlers:
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
     def set_access_control(self, req: Request) -> Response:
-        info = self.store.set_permissions(req.filesystem, req.path, _octal_to_symbolic(req.header("x-ms-permissions")),
-                                          conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        info = self.store.set_access_control(
+            req.filesystem, req.path, permissions=req.header("x-ms-permissions"), owner=req.header("x-ms-owner"),
+            group=req.header("x-ms-group"), acl=req.header("x-ms-acl"), conditions=self.conditions(req),
+            lease_id=req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def set_access_control_recursive(self, req: Request) -> Response:
+        if req.header("x-ms-permissions") or req.header("x-ms-owner") or req.header("x-ms-group") or \
+                req.header("x-ms-umask"):
+            raise error(400, "InvalidHeaderValue", "setAccessControlRecursive takes only x-ms-acl.")
+        result, token = self.store.set_access_control_recursive(
+            req.filesystem, req.path, req.params.get("mode", ""), req.header("x-ms-acl") or "",
+            max_records=_int(req.params.get("maxrecords"), "maxRecords"),
+            continuation=req.params.get("continuation"))
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if token:
+            headers["x-ms-continuation"] = token
+        return Response(200, headers, json.dumps(result).encode())
 
     def lease(self, req: Request) -> Response:
         action = (req.header("x-ms-lease-action") or "").lower()
@@ -511,11 +517,6 @@ class AccountHandlers:
 
 
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
-
-
-def _acl(permissions: str) -> str:
-    p = permissions.ljust(9, "-")
-    return f"user::{p[0:3]},group::{p[3:6]},other::{p[6:9]}"
 
 
 def _parse_range(value: str) -> tuple[int, int | None]:
@@ -570,7 +571,7 @@ class Emulator:
             account = unquote(req.raw_path.lstrip("/").split("/", 1)[0])
             if account != self.account:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
-            self.auth.check(req.method, req.raw_path, req.query, req.headers)
+            _, req.caller = self.auth.check(req.method, req.raw_path, req.query, req.headers)
             check_request(req.op, req.headers, req.params)
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
             resp = handler(req)

@@ -7,6 +7,7 @@ import hashlib
 import uuid
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from devtools.adls_emulator import content as cv
 from devtools.adls_emulator.auth import DEV_ACCOUNT
@@ -187,3 +188,103 @@ def test_customer_provided_keys_are_not_silently_ignored(raw):
            "x-ms-encryption-algorithm": "AES256"}
     status, _, body = raw.send("PUT", url + "?resource=file", cpk)
     assert status == 501 and b"customer-provided keys" in body
+
+
+# --------------------------------------------------------------------------- ACLs
+OID = "6f0a7a67-0000-4000-8000-00000000000a"
+GID = "0c2e8f11-0000-4000-8000-00000000000b"
+
+
+def test_acl_set_and_returned(emu_fs):
+    f = emu_fs.create_file("acl-file")
+    assert f.get_access_control()["permissions"] == "rw-r-----"  # 0666 & ~0027
+    f.set_access_control(acl=f"user::rwx,user:{OID}:r-x,group::r--,other::---")
+    got = f.get_access_control()
+    assert got["acl"] == f"user::rwx,user:{OID}:r-x,group::r--,mask::r-x,other::---"
+    assert got["permissions"] == "rwxr-x---+"
+    f.set_access_control(owner=OID, group=GID)
+    got = f.get_access_control()
+    assert (got["owner"], got["group"]) == (OID, GID)
+    f.set_access_control(permissions="0640")
+    assert f.get_access_control()["acl"] == f"user::rw-,user:{OID}:r-x,group::r--,mask::r--,other::---"
+    f.set_access_control(permissions="rwxrwxrwT")
+    assert f.get_access_control()["permissions"] == "rwxrwxrwT+"
+    props = f.get_file_properties()
+    assert props.owner == OID and props.group == GID
+
+
+def test_invalid_acls_are_refused(emu_fs):
+    f = emu_fs.create_file("bad-acl")
+    for bad in ("user::rwx", "user::rwx,group::r--,other::---,bogus::rwx", "user::rwz,group::---,other::---"):
+        with pytest.raises(HttpResponseError) as exc:
+            f.set_access_control(acl=bad)
+        assert exc.value.status_code == 400
+    with pytest.raises(HttpResponseError) as exc:
+        f.set_access_control(acl="user::rwx,group::r--,other::---,default:user::rwx,default:group::---,"
+                                 "default:other::---")
+    assert exc.value.status_code == 400  # a file has no default ACL
+
+
+def test_create_with_owner_group_permissions_umask_and_acl(emu_fs):
+    d = emu_fs.create_directory("d1", owner=OID, group=GID, permissions="0777", umask="0057")
+    got = d.get_access_control()
+    assert (got["owner"], got["group"], got["permissions"]) == (OID, GID, "rwx-w----")
+    f = emu_fs.create_file("f1", acl=f"user::rw-,group:{GID}:r--,group::---,other::---")
+    assert f.get_access_control()["acl"] == f"user::rw-,group::---,group:{GID}:r--,mask::r--,other::---"
+
+
+def test_children_inherit_the_default_acl(emu_fs):
+    d = emu_fs.create_directory("parent")
+    d.set_access_control(acl=f"user::rwx,group::r-x,other::---,default:user::rwx,default:user:{OID}:rwx,"
+                             "default:group::r-x,default:other::---")
+    sub = d.create_sub_directory("child")
+    assert sub.get_access_control()["acl"] == (
+        f"user::rwx,user:{OID}:rwx,group::r-x,mask::rwx,other::---,"
+        f"default:user::rwx,default:user:{OID}:rwx,default:group::r-x,default:mask::rwx,default:other::---")
+    f = d.create_file("file")
+    assert f.get_access_control()["acl"] == f"user::rw-,user:{OID}:rwx,group::r-x,mask::rw-,other::---"
+
+
+def test_listing_shows_owner_group_and_permissions(emu_fs):
+    emu_fs.create_file("lf", owner=OID, permissions="0600")
+    [entry] = [p for p in emu_fs.get_paths() if p.name == "lf"]
+    assert (entry.owner, entry.permissions) == (OID, "rw-------")
+
+
+def _tree(emu_fs, n_files=5):
+    d = emu_fs.create_directory("tree")
+    for i in range(n_files):
+        d.create_file(f"f{i}")
+    d.create_sub_directory("sub").create_file("g")
+    return d
+
+
+def test_recursive_set_update_remove(emu_fs):
+    d = _tree(emu_fs)
+    result = d.set_access_control_recursive(acl=f"user::rwx,user:{OID}:r-x,group::r-x,other::---")
+    assert (result.counters.directories_successful, result.counters.files_successful,
+            result.counters.failure_count) == (2, 6, 0)
+    assert emu_fs.get_file_client("tree/sub/g").get_access_control()["acl"] == (
+        f"user::rwx,user:{OID}:r-x,group::r-x,mask::r-x,other::---")
+    d.update_access_control_recursive(acl=f"user:{OID}:rwx,group:{GID}:r--")
+    assert emu_fs.get_file_client("tree/f0").get_access_control()["acl"] == (
+        f"user::rwx,user:{OID}:rwx,group::r-x,group:{GID}:r--,mask::r-x,other::---")
+    d.remove_access_control_recursive(acl=f"user:{OID},group:{GID}")
+    assert emu_fs.get_file_client("tree/f3").get_access_control()["acl"] == (
+        "user::rwx,group::r-x,mask::r-x,other::---")
+
+
+def test_recursive_with_continuation(emu_fs):
+    d = _tree(emu_fs, n_files=7)  # 2 directories + 8 files
+    seen = []
+    result = d.set_access_control_recursive(acl="user::rwx,group::---,other::---", batch_size=3,
+                                            progress_hook=lambda c: seen.append(c.batch_counters))
+    assert result.counters.directories_successful + result.counters.files_successful == 10
+    assert len(seen) == 4 and result.continuation is None
+    result = d.set_access_control_recursive(acl="user::rwx,group::r--,other::---", batch_size=2, max_batches=2)
+    assert result.counters.directories_successful + result.counters.files_successful == 4
+    assert result.continuation
+    result = d.set_access_control_recursive(acl="user::rwx,group::r--,other::---", continuation=result.continuation)
+    assert result.counters.directories_successful + result.counters.files_successful == 6
+    assert all(emu_fs.get_file_client(p.name).get_access_control()["acl"] == "user::rwx,group::r--,other::---"
+               for p in emu_fs.get_paths("tree"))
