@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 from . import content as cv
 from . import store as st
-from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, parse_query
+from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
 from .features import check_request, not_implemented
@@ -45,6 +45,8 @@ class Request:
     op: str = "unknown"
     flavor: str = "dfs"  # "dfs" -> JSON errors, "blob" -> XML errors
     caller: str = "$superuser"  # the bearer token's object ID, else the account's superuser
+    tenant: str = ""  # the bearer token's tenant ID
+    scheme_used: str = ""  # sharedkey | sas | bearer
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -88,7 +90,9 @@ def classify(req: Request) -> None:
     m, p, h = req.method, req.params, req.headers
     restype, comp, resource, action = p.get("restype"), p.get("comp"), p.get("resource"), p.get("action")
     if req.filesystem is None:
-        if comp == "list" or resource == "account":
+        if comp == "userdelegationkey" and restype == "service" and m == "POST":
+            req.op, req.flavor = "get_user_delegation_key", "blob"
+        elif comp == "list" or resource == "account":
             req.op, req.flavor = "list_filesystems", ("blob" if comp == "list" else "dfs")
         else:
             req.op, req.flavor = "unknown", "blob"
@@ -159,6 +163,7 @@ class AccountHandlers:
         self.store = store
         self.account = account
         self.public_url = ""  # set by the server once the port is known
+        self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -317,6 +322,24 @@ class AccountHandlers:
         parts.append(f"<NextMarker>{escape(next_marker)}</NextMarker>" if next_marker else "<NextMarker />")
         parts.append("</EnumerationResults>")
         return Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
+
+    def get_user_delegation_key(self, req: Request) -> Response:
+        if req.scheme_used != "bearer":
+            raise error(403, "AuthenticationFailed", "A user delegation key needs a bearer token (Entra ID).")
+        text = req.body.decode("utf-8-sig", errors="replace")
+        start = _xml_value(text, "Start") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        expiry = _xml_value(text, "Expiry")
+        if not expiry:
+            raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
+        version = req.header("x-ms-version") or DEFAULT_VERSION
+        oid, tid = req.caller, req.tenant
+        value = self.key_deriver(oid, tid, start, expiry, version)
+        body = ('<?xml version="1.0" encoding="utf-8"?><UserDelegationKey>'
+                f"<SignedOid>{escape(oid)}</SignedOid><SignedTid>{escape(tid)}</SignedTid>"
+                f"<SignedStart>{escape(start)}</SignedStart><SignedExpiry>{escape(expiry)}</SignedExpiry>"
+                f"<SignedService>b</SignedService><SignedVersion>{escape(version)}</SignedVersion>"
+                f"<Value>{value}</Value></UserDelegationKey>")
+        return Response(200, {"Content-Type": "application/xml"}, body.encode())
 
     # -- paths ------------------------------------------------------------------------------
     def _create(self, req: Request, kind: str) -> Response:
@@ -519,6 +542,12 @@ class AccountHandlers:
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
+def _xml_value(text: str, tag: str) -> str | None:
+    start = text.find(f"<{tag}>")
+    end = text.find(f"</{tag}>")
+    return text[start + len(tag) + 2:end].strip() if start >= 0 and end > start else None
+
+
 def _parse_range(value: str) -> tuple[int, int | None]:
     try:
         unit, _, spec = value.partition("=")
@@ -546,6 +575,8 @@ class Emulator:
         self.faults = FaultRegistry()
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
+        self.handlers.key_deriver = self.auth.delegation_key
+        self.scheme = "http"  # set by the server
 
     def parse(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
         raw_path, _, query = target.partition("?")
@@ -571,8 +602,17 @@ class Emulator:
             account = unquote(req.raw_path.lstrip("/").split("/", 1)[0])
             if account != self.account:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
-            _, req.caller = self.auth.check(req.method, req.raw_path, req.query, req.headers)
+            req.scheme_used, req.caller, sas = self.auth.check(req.method, req.raw_path, req.query, req.headers,
+                                                               self.scheme)
+            if req.scheme_used == "bearer":
+                req.tenant = self.auth.tenant_of(req.headers)
             check_request(req.op, req.headers, req.params)
+            if sas is not None:
+                op = req.op
+                if op == "get_properties" and (req.params.get("action") or "").lower() == "getaccesscontrol":
+                    op = "get_access_control"
+                check_sas_permission(sas, op, owner_change=bool(req.header("x-ms-owner") or req.header("x-ms-group"))
+                                     and op == "set_access_control")
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
             resp = handler(req)
         except StorageError as exc:
@@ -709,6 +749,7 @@ class EmulatorServer(ThreadingHTTPServer):
             self.socket = context.wrap_socket(self.socket, server_side=True)
             self.scheme = "https"
         self.emulator = emulator
+        self.emulator.scheme = self.scheme
         self.emulator.handlers.public_url = self.account_url
 
     @property

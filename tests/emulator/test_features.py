@@ -10,7 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from devtools.adls_emulator import content as cv
-from devtools.adls_emulator.auth import DEV_ACCOUNT
+from devtools.adls_emulator.auth import DEV_ACCOUNT, DEV_KEY
 
 from .rawclient import RawClient
 
@@ -288,3 +288,206 @@ def test_recursive_with_continuation(emu_fs):
     assert result.counters.directories_successful + result.counters.files_successful == 6
     assert all(emu_fs.get_file_client(p.name).get_access_control()["acl"] == "user::rwx,group::r--,other::---"
                for p in emu_fs.get_paths("tree"))
+
+
+# --------------------------------------------------------------------------- SAS
+def _expiry(hours: float = 1):
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.now(timezone.utc) + timedelta(hours=hours)
+
+
+def _sas_service(emu, sas):
+    from azure.storage.filedatalake import DataLakeServiceClient
+
+    return DataLakeServiceClient(emu.url, credential=sas, retry_total=0)
+
+
+def _code_of(exc) -> tuple[int, str | None]:
+    return exc.value.status_code, exc.value.error_code
+
+
+def test_read_only_sas_cannot_write(emu, emu_fs):
+    from azure.storage.filedatalake import FileSystemSasPermissions, generate_file_system_sas
+
+    emu_fs.create_file("ro").upload_data(b"data", overwrite=True)
+    sas = generate_file_system_sas(DEV_ACCOUNT, emu_fs.file_system_name, credential=DEV_KEY,
+                                   permission=FileSystemSasPermissions(read=True, list=True), expiry=_expiry())
+    fs = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name)
+    assert fs.get_file_client("ro").download_file().readall() == b"data"
+    assert [p.name for p in fs.get_paths()] == ["ro"]
+    for action in (lambda: fs.create_file("new"), lambda: fs.get_file_client("ro").append_data(b"x", 4),
+                   lambda: fs.get_file_client("ro").delete_file(),
+                   lambda: fs.get_file_client("ro").set_access_control(permissions="0777")):
+        with pytest.raises(HttpResponseError) as exc:
+            action()
+        assert _code_of(exc) == (403, "AuthorizationPermissionMismatch")
+
+
+def test_file_scoped_sas_reaches_only_its_file(emu, emu_fs):
+    from azure.storage.filedatalake import FileSasPermissions, generate_file_sas
+
+    emu_fs.create_file("mine").upload_data(b"mine", overwrite=True)
+    emu_fs.create_file("other").upload_data(b"other", overwrite=True)
+    sas = generate_file_sas(DEV_ACCOUNT, emu_fs.file_system_name, "", "mine", credential=DEV_KEY,
+                            permission=FileSasPermissions(read=True, write=True), expiry=_expiry())
+    fs = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name)
+    assert fs.get_file_client("mine").download_file().readall() == b"mine"
+    fs.get_file_client("mine").append_data(b"!", 4)
+    with pytest.raises(HttpResponseError) as exc:
+        fs.get_file_client("other").download_file()
+    assert exc.value.status_code == 403
+    with pytest.raises(HttpResponseError) as exc:
+        fs.get_file_client("other").append_data(b"x", 5)
+    assert exc.value.status_code == 403
+    with pytest.raises(HttpResponseError) as exc:
+        list(fs.get_paths())
+    assert exc.value.status_code == 403
+
+
+def test_directory_sas_covers_its_subtree(emu, emu_fs):
+    from azure.storage.filedatalake import DirectorySasPermissions, generate_directory_sas
+
+    emu_fs.create_directory("a/b")
+    emu_fs.create_directory("c")
+    sas = generate_directory_sas(DEV_ACCOUNT, emu_fs.file_system_name, "a", credential=DEV_KEY,
+                                 permission=DirectorySasPermissions(read=True, write=True, create=True),
+                                 expiry=_expiry())
+    fs = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name)
+    fs.create_file("a/b/new").upload_data(b"ok", overwrite=True)
+    with pytest.raises(HttpResponseError) as exc:
+        fs.create_file("c/new")
+    assert exc.value.status_code == 403
+
+
+def test_expired_or_tampered_sas_is_refused(emu, emu_fs):
+    from azure.storage.filedatalake import FileSystemSasPermissions, generate_file_system_sas
+
+    perms = FileSystemSasPermissions(read=True, write=True, list=True, create=True)
+    expired = generate_file_system_sas(DEV_ACCOUNT, emu_fs.file_system_name, credential=DEV_KEY,
+                                       permission=perms, expiry=_expiry(-1))
+    with pytest.raises(HttpResponseError) as exc:
+        list(_sas_service(emu, expired).get_file_system_client(emu_fs.file_system_name).get_paths())
+    assert _code_of(exc) == (403, "AuthenticationFailed")
+    good = generate_file_system_sas(DEV_ACCOUNT, emu_fs.file_system_name, credential=DEV_KEY,
+                                    permission=FileSystemSasPermissions(read=True, list=True), expiry=_expiry())
+    tampered = good.replace("sp=rl", "sp=rwlc")
+    assert tampered != good
+    with pytest.raises(HttpResponseError) as exc:
+        _sas_service(emu, tampered).get_file_system_client(emu_fs.file_system_name).create_file("x")
+    assert _code_of(exc) == (403, "AuthenticationFailed")
+
+
+def test_account_sas_resource_types_and_permissions(emu, emu_fs):
+    from azure.storage.filedatalake import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    sas = generate_account_sas(DEV_ACCOUNT, DEV_KEY, ResourceTypes(object=True),
+                               AccountSasPermissions(read=True, write=True, create=True), _expiry())
+    svc = _sas_service(emu, sas)
+    fs = svc.get_file_system_client(emu_fs.file_system_name)
+    fs.create_file("acct").upload_data(b"x", overwrite=True)
+    with pytest.raises(HttpResponseError) as exc:
+        list(fs.get_paths())  # listing is a container-level operation
+    assert _code_of(exc) == (403, "AuthorizationResourceTypeMismatch")
+    with pytest.raises(HttpResponseError) as exc:
+        fs.get_file_client("acct").delete_file()
+    assert _code_of(exc) == (403, "AuthorizationPermissionMismatch")
+
+
+# --------------------------------------------------------------------------- bearer tokens
+def _jwt(aud: str, oid: str = "00000000-0000-4000-8000-0000000000aa", tid: str = "tenant-1") -> str:
+    import json
+    import time
+
+    def enc(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    claims = {"aud": aud, "oid": oid, "tid": tid, "exp": int(time.time()) + 3600}
+    return f"{enc({'alg': 'none', 'typ': 'JWT'})}.{enc(claims)}."
+
+
+class ScopedCredential:
+    """Hands out a token for the audience of the scope asked for, except the first time (wrong one)."""
+
+    def __init__(self, first_audience: str | None = None):
+        self.first = first_audience
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes, **kwargs):
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes[0])
+        aud = scopes[0].removesuffix("/.default")
+        if self.first is not None:
+            aud, self.first = self.first, None
+        return AccessToken(_jwt(aud), int(time.time()) + 3600)
+
+
+@pytest.fixture
+def tls_emu(tls_files):
+    from devtools.adls_emulator.server import start_in_thread
+
+    cert, key = tls_files
+    running = start_in_thread(tls_cert=cert, tls_key=key)
+    yield running, cert
+    running.stop()
+
+
+@pytest.mark.parametrize("audience", [f"https://{DEV_ACCOUNT}.blob.core.windows.net",
+                                      f"https://{DEV_ACCOUNT}.dfs.core.windows.net/", "https://storage.azure.com"])
+def test_bearer_audiences_the_service_accepts(tls_emu, audience):
+    from azure.storage.filedatalake import DataLakeServiceClient
+
+    running, cert = tls_emu
+    svc = DataLakeServiceClient(running.url, credential=ScopedCredential(), audience=audience.rstrip("/"),
+                                connection_verify=cert, retry_total=0)
+    svc.create_file_system("audfs").create_file("x")
+
+
+def test_bad_audience_gets_the_challenge_and_the_sdk_retries(tls_emu):
+    from azure.storage.filedatalake import DataLakeServiceClient
+
+    running, cert = tls_emu
+    credential = ScopedCredential(first_audience="https://vault.azure.net")
+    svc = DataLakeServiceClient(running.url, credential=credential, connection_verify=cert, retry_total=0)
+    svc.create_file_system("challenged")
+    assert credential.scopes[-1] == "https://storage.azure.com/.default" and len(credential.scopes) == 2
+
+
+def test_owner_of_what_a_bearer_caller_creates_is_its_oid(tls_emu):
+    from azure.storage.filedatalake import DataLakeServiceClient
+
+    running, cert = tls_emu
+    svc = DataLakeServiceClient(running.url, credential=ScopedCredential(), connection_verify=cert, retry_total=0)
+    f = svc.create_file_system("owned").create_file("mine")
+    assert f.get_access_control()["owner"] == "00000000-0000-4000-8000-0000000000aa"
+
+
+def test_user_delegation_sas(tls_emu):
+    from azure.storage.filedatalake import (
+        DataLakeServiceClient,
+        FileSasPermissions,
+        generate_file_sas,
+    )
+
+    running, cert = tls_emu
+    svc = DataLakeServiceClient(running.url, credential=ScopedCredential(), connection_verify=cert, retry_total=0)
+    fs = svc.create_file_system("udfs")
+    fs.create_file("doc").upload_data(b"delegated", overwrite=True)
+    key = svc.get_user_delegation_key(_expiry(-0.1), _expiry(1))
+    assert key.signed_oid == "00000000-0000-4000-8000-0000000000aa" and key.value
+    sas = generate_file_sas(DEV_ACCOUNT, "udfs", "", "doc", credential=key,
+                            permission=FileSasPermissions(read=True), expiry=_expiry())
+    via_sas = DataLakeServiceClient(running.url, credential=sas, connection_verify=cert, retry_total=0)
+    doc = via_sas.get_file_system_client("udfs").get_file_client("doc")
+    assert doc.download_file().readall() == b"delegated"
+    with pytest.raises(HttpResponseError) as exc:
+        doc.append_data(b"x", 9)
+    assert _code_of(exc) == (403, "AuthorizationPermissionMismatch")
+    forged = sas.replace(f"skoid={key.signed_oid}", "skoid=00000000-0000-4000-8000-0000000000bb")
+    with pytest.raises(HttpResponseError) as exc:
+        DataLakeServiceClient(running.url, credential=forged, connection_verify=cert, retry_total=0) \
+            .get_file_system_client("udfs").get_file_client("doc").download_file()
+    assert exc.value.status_code == 403
