@@ -5,11 +5,15 @@ Accepted:
 * ``Authorization: SharedKey <account>:<signature>``: the HMAC-SHA256 signature is recomputed over the
   Blob/DFS string-to-sign (verb, standard headers, canonicalized ``x-ms-*`` headers, canonicalized
   resource with the query) with the account key and must match.
-* SAS: a query string carrying ``sig=``. Only the presence of ``sig`` (and, if given, an ``se``
-  expiry that is not in the past) is checked; the SAS signature itself is NOT verified.
+* SAS (``sig=`` in the query): the signature is verified (service SAS for a file system, file or
+  directory; account SAS; user delegation SAS signed with a key from ``comp=userdelegationkey``),
+  with start, expiry, ``spr=https`` and the permissions each operation needs
+  (:func:`check_sas_permission`). Stored access policies (``si``) and IP ranges (``sip``) answer 501.
 * ``Authorization: Bearer <jwt>``: the token's payload is decoded (the JWT signature is NOT
-  verified) and its ``aud`` must be ``https://storage.azure.com`` (with or without the trailing
-  slash) or the account's own URL.
+  verified); its ``aud`` must be ``https://storage.azure.com`` (with or without the trailing slash)
+  or the account's blob/dfs host, else 401 ``InvalidAuthenticationInfo`` with the service's
+  ``WWW-Authenticate`` challenge. The token's ``oid`` is the caller (owner of what it creates);
+  bearer callers are treated as holding a data-owner role, so ACLs do not restrict them.
 
 Anything else is refused with 403 ``AuthenticationFailed``, as the service does.
 """

@@ -474,7 +474,8 @@ class AccountHandlers:
         infos, token = self.store.list_paths(
             req.filesystem, directory=req.params.get("directory", ""), recursive=req.flag("recursive"),
             max_results=_int(req.params.get("maxresults"), "maxResults"),
-            continuation=req.params.get("continuation") or req.header("x-ms-continuation"))
+            continuation=req.params.get("continuation") or req.header("x-ms-continuation"),
+            begin_from=req.params.get("beginfrom"))
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),

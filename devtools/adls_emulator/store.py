@@ -735,7 +735,7 @@ class Store:
 
     def list_paths(self, fs_name: str, *, directory: str = "", recursive: bool = False,
                    max_results: int | None = None, continuation: str | None = None,
-                   ) -> tuple[list[PathInfo], str | None]:
+                   begin_from: str | None = None) -> tuple[list[PathInfo], str | None]:
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             directory = normalize_path(directory)
@@ -754,6 +754,14 @@ class Store:
                     continue
                 names.append(name)
             names.sort(key=_sort_key)
+            if begin_from:
+                # beginFrom is relative to the listed directory; the listing starts at it (inclusive).
+                begin = normalize_path(begin_from)
+                if not recursive and "/" in begin:
+                    raise error(400, "InvalidQueryParameterValue",
+                                "beginFrom may name only one level in a non-recursive listing.")
+                start = _sort_key(prefix + begin)
+                names = [n for n in names if _sort_key(n) >= start]
             if continuation:
                 after = _decode_continuation(continuation)
                 names = [n for n in names if _sort_key(n) > _sort_key(after)]

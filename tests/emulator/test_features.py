@@ -491,3 +491,18 @@ def test_user_delegation_sas(tls_emu):
         DataLakeServiceClient(running.url, credential=forged, connection_verify=cert, retry_total=0) \
             .get_file_system_client("udfs").get_file_client("doc").download_file()
     assert exc.value.status_code == 403
+
+
+# --------------------------------------------------------------------------- beginFrom
+def test_listing_begins_from(emu_fs):
+    for name in ("top/a", "top/b/x", "top/b/y", "top/c", "top/d"):
+        emu_fs.create_file(name)
+    names = [p.name for p in emu_fs.get_paths("top", recursive=True, start_from="b/y")]
+    assert names == ["top/b/y", "top/c", "top/d"]
+    names = [p.name for p in emu_fs.get_paths("top", recursive=False, start_from="c")]
+    assert names == ["top/c", "top/d"]
+    with pytest.raises(HttpResponseError) as exc:
+        list(emu_fs.get_paths("top", recursive=False, start_from="b/y"))
+    assert exc.value.status_code == 400
+    pages = emu_fs.get_paths("top", recursive=True, start_from="b", max_results=2).by_page()
+    assert [[p.name for p in page] for page in pages] == [["top/b", "top/b/x"], ["top/b/y", "top/c"], ["top/d"]]
