@@ -26,9 +26,14 @@ Operation names (used by ``/_emulator/stats`` and by fault rules' ``op``):
 ``lease``                    PUT ``/{fs}/{path}?comp=lease`` or POST with ``x-ms-lease-action``
 ``set_metadata``             PUT ``?comp=metadata`` or PATCH ``?action=setProperties``
 ``set_properties``           PUT ``?comp=properties`` (HTTP headers)
-``set_access_control``       PATCH ``?action=setAccessControl`` (permissions string only)
-``unknown``                  anything else (answered 400 ``UnsupportedOperation``)
+``set_access_control``       PATCH ``?action=setAccessControl`` (owner, group, permissions, ACL)
+``set_access_control_recursive`` PATCH ``?action=setAccessControlRecursive`` (set / modify / remove)
+``get_user_delegation_key``  POST ``/?restype=service&comp=userdelegationkey`` (bearer only)
+``unknown``                  anything else (answered 501 ``NotImplemented``)
 =========================== =====================================================================
+
+A request using a header, query parameter or value an operation does not implement answers 501
+``NotImplemented`` naming the feature (see ``features.py``): nothing is silently ignored.
 
 Control API (no authentication), same port: ``GET /_emulator/health``, ``GET|POST|DELETE
 /_emulator/faults``, ``GET /_emulator/stats``, ``POST /_emulator/stats/reset``; see

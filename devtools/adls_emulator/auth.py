@@ -5,11 +5,15 @@ Accepted:
 * ``Authorization: SharedKey <account>:<signature>``: the HMAC-SHA256 signature is recomputed over the
   Blob/DFS string-to-sign (verb, standard headers, canonicalized ``x-ms-*`` headers, canonicalized
   resource with the query) with the account key and must match.
-* SAS: a query string carrying ``sig=``. Only the presence of ``sig`` (and, if given, an ``se``
-  expiry that is not in the past) is checked; the SAS signature itself is NOT verified.
+* SAS (``sig=`` in the query): the signature is verified (service SAS for a file system, file or
+  directory; account SAS; user delegation SAS signed with a key from ``comp=userdelegationkey``),
+  with start, expiry, ``spr=https`` and the permissions each operation needs
+  (:func:`check_sas_permission`). Stored access policies (``si``) and IP ranges (``sip``) answer 501.
 * ``Authorization: Bearer <jwt>``: the token's payload is decoded (the JWT signature is NOT
-  verified) and its ``aud`` must be ``https://storage.azure.com`` (with or without the trailing
-  slash) or the account's own URL.
+  verified); its ``aud`` must be ``https://storage.azure.com`` (with or without the trailing slash)
+  or the account's blob/dfs host, else 401 ``InvalidAuthenticationInfo`` with the service's
+  ``WWW-Authenticate`` challenge. The token's ``oid`` is the caller (owner of what it creates);
+  bearer callers are treated as holding a data-owner role, so ACLs do not restrict them.
 
 Anything else is refused with 403 ``AuthenticationFailed``, as the service does.
 """
@@ -26,6 +30,7 @@ from functools import cmp_to_key
 from urllib.parse import unquote
 
 from .errors import StorageError, error
+from .features import not_implemented
 
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -90,19 +95,22 @@ class Authenticator:
         self.account = account
         self.key = key
 
-    def check(self, method: str, raw_path: str, query: str, headers: dict[str, str]) -> str:
-        """Return the scheme used (``sharedkey``, ``sas``, ``bearer``) or raise 403."""
+    def check(self, method: str, raw_path: str, query: str, headers: dict[str, str],
+              scheme: str = "http") -> tuple[str, str, dict | None]:
+        """Return the scheme used (``sharedkey``, ``sas``, ``bearer``), the caller (``$superuser``
+        for the account key and SAS, the token's ``oid`` for a bearer token) and, for a SAS, what it
+        allows (see :func:`check_sas_permission`); or raise 403."""
         auth = headers.get("authorization", "")
         if auth.startswith("SharedKey "):
             self._check_shared_key(method, raw_path, query, headers, auth[len("SharedKey "):])
-            return "sharedkey"
+            return "sharedkey", "$superuser", None
         if auth.startswith("Bearer "):
-            self._check_bearer(auth[len("Bearer "):].strip())
-            return "bearer"
+            payload = self._check_bearer(auth[len("Bearer "):].strip())
+            return "bearer", str(payload.get("oid") or payload.get("sub") or "$superuser"), None
         params = dict(parse_query(query))
         if params.get("sig"):
-            self._check_sas(params)
-            return "sas"
+            sas = self._check_sas(params, raw_path, scheme)
+            return "sas", "$superuser", sas
         raise _denied("No supported authentication information was found in the request.")
 
     def _check_shared_key(self, method, raw_path, query, headers, credential: str) -> None:
@@ -117,7 +125,15 @@ class Authenticator:
                     return
         raise _denied()
 
-    def _check_bearer(self, token: str) -> None:
+    def tenant_of(self, headers: dict[str, str]) -> str:
+        token = headers.get("authorization", "")[len("Bearer "):].strip()
+        try:
+            part = token.split(".")[1]
+            return str(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("tid", ""))
+        except Exception:  # noqa: BLE001
+            return ""
+
+    def _check_bearer(self, token: str) -> dict:
         parts = token.split(".")
         if len(parts) < 2:
             raise _denied("The bearer token is not a JWT.")
@@ -127,21 +143,139 @@ class Authenticator:
             raise _denied("The bearer token payload cannot be decoded.") from exc
         aud = payload.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
-        if not any(a in STORAGE_AUDIENCES for a in auds):
-            raise _denied("Audience validation failed. Audience did not match.")
+        accepted = {*STORAGE_AUDIENCES}
+        for host in (f"https://{self.account}.blob.core.windows.net", f"https://{self.account}.dfs.core.windows.net"):
+            accepted.update((host, host + "/"))
+        if not any(a in accepted for a in auds):
+            raise _challenge("Audience validation failed. Audience did not match.", payload)
         exp = payload.get("exp")
         if isinstance(exp, (int, float)) and exp < time.time():
-            raise _denied("Lifetime validation failed. The token is expired.")
+            raise _challenge("Lifetime validation failed. The token is expired.", payload)
+        return payload
 
-    def _check_sas(self, params: dict[str, str]) -> None:
-        expiry = params.get("se")
-        if expiry:
+    def _check_sas(self, params: dict[str, str], raw_path: str, scheme: str) -> dict:
+        """Verify a SAS: its signature (service SAS for a file system, file or directory; account
+        SAS; user delegation SAS signed with a key from :meth:`user_delegation_key`), its start and
+        expiry and its protocol. Returns what the permission check needs."""
+        now = time.time()
+        for name, message in (("se", "Signed expiry time"), ("st", "Signed start time")):
+            if params.get(name):
+                try:
+                    when = datetime.fromisoformat(params[name].replace("Z", "+00:00")).timestamp()
+                except ValueError as exc:
+                    raise _denied(f"{message} is malformed.") from exc
+                if name == "se" and when < now:
+                    raise _denied("Signed expiry time has passed.")
+                if name == "st" and when > now + 300:  # the service allows some clock skew
+                    raise _denied("Signed start time is in the future.")
+        if not params.get("se"):
+            raise _denied("Signed expiry time is required.")
+        if params.get("spr") == "https" and scheme != "https":
+            raise error(403, "AuthorizationProtocolMismatch",
+                        "This request is not authorized to perform this operation using this protocol.")
+        if params.get("si"):
+            raise not_implemented("stored access policies (the SAS parameter si)")
+        if params.get("sip"):
+            raise not_implemented("SAS IP ranges (the SAS parameter sip)")
+        sig = params.get("sig", "")
+        if params.get("ss") or params.get("srt"):
+            return self._check_account_sas(params, sig)
+        segments = [unquote(p) for p in raw_path.lstrip("/").split("/")[1:] if p]
+        sr = params.get("sr", "")
+        if sr == "c":
+            scope = segments[:1]
+        elif sr == "b":
+            scope = segments
+        elif sr == "d":
+            depth = int(params.get("sdd") or 0)
+            if len(segments) < depth + 1:
+                raise _denied("The request is outside the directory the SAS is for.")
+            scope = segments[:depth + 1]
+        else:
+            raise _denied(f"Unknown signed resource {sr!r}.")
+        resource = "/blob/" + self.account + "/" + "/".join(scope)
+
+        def v(name: str) -> str:
+            return params.get(name, "")
+
+        tail = [v("sip"), v("spr"), v("sv"), v("sr"), v("snapshot"), v("ses")]
+        rsc = [v("rscc"), v("rscd"), v("rsce"), v("rscl"), v("rsct")]
+        head = [v("sp"), v("st"), v("se"), resource]
+        if params.get("skoid"):
+            key = self.delegation_key(v("skoid"), v("sktid"), v("skt"), v("ske"), v("skv"))
+            delegation = [v("skoid"), v("sktid"), v("skt"), v("ske"), v("sks"), v("skv"), v("saoid"), v("suoid"),
+                          v("scid")]
+            candidates = [head + delegation + [v("skdutid"), v("sduoid")] + tail + ["", ""] + rsc,
+                          head + delegation + tail + rsc]
+        else:
+            key = self.key
+            candidates = [head + [v("si")] + tail + rsc]
+        if not any(hmac.compare_digest(sign(key, "\n".join(c)), sig) for c in candidates):
+            raise _denied("Signature did not match.")
+        if params.get("skoid"):
             try:
-                when = datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+                key_expiry = datetime.fromisoformat(v("ske").replace("Z", "+00:00")).timestamp()
             except ValueError as exc:
-                raise _denied("Signed expiry time is malformed.") from exc
-            if when < time.time():
-                raise _denied("Signed expiry time has passed.")
+                raise _denied("Signed key expiry time is malformed.") from exc
+            if key_expiry < now:
+                raise _denied("The user delegation key has expired.")
+        return {"kind": "service", "sp": v("sp"), "sr": sr}
+
+    def _check_account_sas(self, params: dict[str, str], sig: str) -> dict:
+        fields = [self.account] + [params.get(n, "") for n in ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv",
+                                                               "ses")]
+        if not hmac.compare_digest(sign(self.key, "\n".join(fields) + "\n"), sig):
+            raise _denied("Signature did not match.")
+        if "b" not in params.get("ss", ""):
+            raise error(403, "AuthorizationServiceMismatch",
+                        "This request is not authorized to perform this operation using this service.")
+        return {"kind": "account", "sp": params.get("sp", ""), "srt": params.get("srt", "")}
+
+    def delegation_key(self, oid: str, tid: str, start: str, expiry: str, version: str) -> str:
+        """The value of a user delegation key: derived from the account key and the key's fields, so
+        it is the same whenever asked for and needs no storage."""
+        return sign(self.key, f"user-delegation-key\n{oid}\n{tid}\n{start}\n{expiry}\n{version}")
+
+
+# Service SAS permissions each operation needs (any one of the letters listed).
+SAS_PERMISSIONS = {
+    "create_filesystem": "c", "delete_filesystem": "d", "get_filesystem_properties": "r",
+    "set_filesystem_metadata": "w", "filesystem_lease": "w", "list_paths": "l", "list_filesystems": "l",
+    "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w",
+    "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
+    "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
+}
+# Account SAS resource types: s = service, c = container (file system), o = object (path).
+_ACCOUNT_LEVEL = {"list_filesystems": "s", "create_filesystem": "c", "delete_filesystem": "c",
+                  "get_filesystem_properties": "c", "set_filesystem_metadata": "c", "filesystem_lease": "c",
+                  "list_paths": "c"}
+
+
+def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None:
+    """403 AuthorizationPermissionMismatch / AuthorizationResourceTypeMismatch when the SAS does not
+    allow ``op``."""
+    if sas["kind"] == "account":
+        if _ACCOUNT_LEVEL.get(op, "o") not in sas["srt"]:
+            raise error(403, "AuthorizationResourceTypeMismatch",
+                        "This request is not authorized to perform this operation using this resource type.")
+    elif op in ("list_filesystems",) or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
+        raise error(403, "AuthorizationResourceTypeMismatch",
+                    "This request is not authorized to perform this operation using this resource type.")
+    needed = "o" if owner_change else SAS_PERMISSIONS.get(op, "")
+    if op == "set_access_control_recursive" or (op == "set_access_control" and not owner_change):
+        needed = "p"
+    if not needed or not any(letter in sas["sp"] for letter in needed):
+        raise error(403, "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this permission.")
+
+
+def _challenge(message: str, payload: dict) -> StorageError:
+    """401 with the ``WWW-Authenticate`` challenge the service sends for a token it does not accept;
+    the storage SDK asks its credential for a token for ``resource_id`` and retries once."""
+    tenant = payload.get("tid") or "common"
+    return error(401, "InvalidAuthenticationInfo", f"Server failed to authenticate the request. {message}",
+                 **{"WWW-Authenticate": f"Bearer authorization_uri=https://login.microsoftonline.com/{tenant}/"
+                                        "oauth2/authorize resource_id=https://storage.azure.com"})
 
 
 def _denied(message: str | None = None) -> StorageError:

@@ -20,10 +20,12 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from . import content as cv
 from . import store as st
-from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, parse_query
+from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
+from .features import check_request, not_implemented
 from .persistence import SqlitePersistence
 
 DEFAULT_VERSION = "2026-06-06"
@@ -42,6 +44,9 @@ class Request:
     path: str = ""
     op: str = "unknown"
     flavor: str = "dfs"  # "dfs" -> JSON errors, "blob" -> XML errors
+    caller: str = "$superuser"  # the bearer token's object ID, else the account's superuser
+    tenant: str = ""  # the bearer token's tenant ID
+    scheme_used: str = ""  # sharedkey | sas | bearer
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -79,26 +84,15 @@ def _int(value: str | None, name: str, default: int | None = None) -> int | None
         raise error(400, "InvalidQueryParameterValue", f"{name} must be an integer.") from exc
 
 
-def _octal_to_symbolic(perm: str | None) -> str | None:
-    if not perm:
-        return None
-    digits = perm[-3:]
-    if not (len(digits) == 3 and all(c in "01234567" for c in digits)):
-        return perm
-    out = ""
-    for d in digits:
-        v = int(d)
-        out += ("r" if v & 4 else "-") + ("w" if v & 2 else "-") + ("x" if v & 1 else "-")
-    return out
-
-
 # ---------------------------------------------------------------------------- classification
 def classify(req: Request) -> None:
     """Fill ``op``, ``flavor``, ``filesystem`` and ``path`` from method, path, query and headers."""
     m, p, h = req.method, req.params, req.headers
     restype, comp, resource, action = p.get("restype"), p.get("comp"), p.get("resource"), p.get("action")
     if req.filesystem is None:
-        if comp == "list" or resource == "account":
+        if comp == "userdelegationkey" and restype == "service" and m == "POST":
+            req.op, req.flavor = "get_user_delegation_key", "blob"
+        elif comp == "list" or resource == "account":
             req.op, req.flavor = "list_filesystems", ("blob" if comp == "list" else "dfs")
         else:
             req.op, req.flavor = "unknown", "blob"
@@ -145,6 +139,7 @@ def classify(req: Request) -> None:
     elif m == "PATCH":
         req.flavor = "dfs"
         req.op = {"append": "append", "flush": "flush", "setaccesscontrol": "set_access_control",
+                  "setaccesscontrolrecursive": "set_access_control_recursive",
                   "setproperties": "set_metadata"}.get((action or "").lower(), "unknown")
     elif m == "POST":
         req.flavor = "dfs"
@@ -168,6 +163,7 @@ class AccountHandlers:
         self.store = store
         self.account = account
         self.public_url = ""  # set by the server once the port is known
+        self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -209,7 +205,7 @@ class AccountHandlers:
             "Accept-Ranges": "bytes", "x-ms-resource-type": info.kind,
             "x-ms-creation-time": http_date(info.created), "x-ms-blob-type": "BlockBlob",
             "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true",
-            "x-ms-owner": "$superuser", "x-ms-group": "$superuser", "x-ms-permissions": info.permissions,
+            "x-ms-owner": info.owner, "x-ms-group": info.group, "x-ms-permissions": info.permissions,
         }
         for key, name in (("content_encoding", "Content-Encoding"), ("content_language", "Content-Language"),
                           ("content_disposition", "Content-Disposition"), ("cache_control", "Cache-Control"),
@@ -327,6 +323,24 @@ class AccountHandlers:
         parts.append("</EnumerationResults>")
         return Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
 
+    def get_user_delegation_key(self, req: Request) -> Response:
+        if req.scheme_used != "bearer":
+            raise error(403, "AuthenticationFailed", "A user delegation key needs a bearer token (Entra ID).")
+        text = req.body.decode("utf-8-sig", errors="replace")
+        start = _xml_value(text, "Start") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        expiry = _xml_value(text, "Expiry")
+        if not expiry:
+            raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
+        version = req.header("x-ms-version") or DEFAULT_VERSION
+        oid, tid = req.caller, req.tenant
+        value = self.key_deriver(oid, tid, start, expiry, version)
+        body = ('<?xml version="1.0" encoding="utf-8"?><UserDelegationKey>'
+                f"<SignedOid>{escape(oid)}</SignedOid><SignedTid>{escape(tid)}</SignedTid>"
+                f"<SignedStart>{escape(start)}</SignedStart><SignedExpiry>{escape(expiry)}</SignedExpiry>"
+                f"<SignedService>b</SignedService><SignedVersion>{escape(version)}</SignedVersion>"
+                f"<Value>{value}</Value></UserDelegationKey>")
+        return Response(200, {"Content-Type": "application/xml"}, body.encode())
+
     # -- paths ------------------------------------------------------------------------------
     def _create(self, req: Request, kind: str) -> Response:
         info = self.store.create_path(
@@ -334,7 +348,9 @@ class AccountHandlers:
             metadata=st.parse_properties(req.header("x-ms-properties")),
             http_headers=self.http_headers_from(req, "x-ms-"),
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
-            permissions=_octal_to_symbolic(req.header("x-ms-permissions")))
+            permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
+            owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
+            caller=req.caller)
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
         return Response(201, headers)
@@ -351,7 +367,7 @@ class AccountHandlers:
         headers = self.path_headers(info, req)
         headers["Content-Length"] = str(info.length)
         if (req.params.get("action") or "").lower() == "getaccesscontrol":
-            headers["x-ms-acl"] = _acl(info.permissions)
+            headers["x-ms-acl"] = info.acl
         return Response(200, headers)
 
     def read(self, req: Request) -> Response:
@@ -359,29 +375,66 @@ class AccountHandlers:
         start = end = None
         if rng:
             start, end = _parse_range(rng)
+        want_md5 = (req.header("x-ms-range-get-content-md5") or "").lower() == "true"
+        if want_md5 and (not rng or end is None or end - start + 1 > 4 * 1024 * 1024):
+            raise error(400, "InvalidHeaderValue", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
+        structured = req.header("x-ms-structured-body")
+        if structured is not None and structured.strip().lower().replace(" ", "") != \
+                cv.SM_V1_CRC64.lower().replace(" ", ""):
+            raise error(400, "InvalidHeaderValue", f"x-ms-structured-body {structured!r} is not supported.")
         info, data, first, last = self.store.read(req.filesystem, req.path, start, end, self.conditions(req),
                                                   req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
+        if want_md5:
+            headers["Content-MD5"] = cv.md5_b64(data)
+        elif rng and "Content-MD5" in headers:
+            # On a range read the stored MD5 of the whole file is x-ms-blob-content-md5.
+            headers["x-ms-blob-content-md5"] = headers.pop("Content-MD5")
+        body = data
+        if structured is not None:
+            body = cv.encode_structured(data)
+            headers["x-ms-structured-body"] = cv.SM_V1_CRC64
+            headers["x-ms-structured-content-length"] = str(len(data))
         if rng:
             headers["Content-Range"] = f"bytes {first}-{last}/{info.length}"
-            return Response(206, headers, data)
-        return Response(200, headers, data)
+            return Response(206, headers, body)
+        return Response(200, headers, body)
 
     def append(self, req: Request) -> Response:
         position = _int(req.params.get("position"), "position")
         if position is None:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         flush = req.flag("flush")
+        data, validation = self.validated_body(req)
         info, extra = self.store.append(
-            req.filesystem, req.path, position, req.body, lease_id=req.header("x-ms-lease-id"),
+            req.filesystem, req.path, position, data, lease_id=req.header("x-ms-lease-id"),
             lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
             lease_duration=self.lease_duration(req), flush=flush, close=req.flag("close"),
             http_headers=self.http_headers_from(req, "x-ms-") if flush else None)
-        headers = {"x-ms-request-server-encrypted": "true"}
+        headers = {"x-ms-request-server-encrypted": "true", **validation}
         if flush:
             headers.update(self.write_headers(info.etag, info.last_modified))
         headers.update(extra)
         return Response(202, headers)
+
+    @staticmethod
+    def validated_body(req: Request) -> tuple[bytes, dict[str, str]]:
+        """The content of an upload after its transactional checks, and the headers that echo them.
+
+        A structured message (``x-ms-structured-body``) is checked and unwrapped: only its content is
+        stored. ``Content-MD5`` / ``x-ms-content-crc64`` must match the body (400 otherwise)."""
+        structured = req.header("x-ms-structured-body")
+        if structured is not None:
+            data = cv.decode_structured(req.body, structured, req.header("x-ms-structured-content-length"))
+            return data, {"x-ms-structured-body": cv.SM_V1_CRC64}
+        echo = {}
+        if req.header("content-md5") is not None:
+            cv.check_md5(req.body, req.header("content-md5"))
+            echo["Content-MD5"] = req.header("content-md5")
+        if req.header("x-ms-content-crc64") is not None:
+            cv.check_crc64(req.body, req.header("x-ms-content-crc64"))
+            echo["x-ms-content-crc64"] = req.header("x-ms-content-crc64")
+        return req.body, echo
 
     def flush(self, req: Request) -> Response:
         position = _int(req.params.get("position"), "position")
@@ -421,12 +474,13 @@ class AccountHandlers:
         infos, token = self.store.list_paths(
             req.filesystem, directory=req.params.get("directory", ""), recursive=req.flag("recursive"),
             max_results=_int(req.params.get("maxresults"), "maxResults"),
-            continuation=req.params.get("continuation") or req.header("x-ms-continuation"))
+            continuation=req.params.get("continuation") or req.header("x-ms-continuation"),
+            begin_from=req.params.get("beginfrom"))
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
-                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": "$superuser",
-                     "lastModified": http_date(info.last_modified), "name": info.name, "owner": "$superuser",
+                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": info.group,
+                     "lastModified": http_date(info.last_modified), "name": info.name, "owner": info.owner,
                      "permissions": info.permissions}
             if info.is_dir:
                 entry["isDirectory"] = "true"
@@ -451,9 +505,24 @@ class AccountHandlers:
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
     def set_access_control(self, req: Request) -> Response:
-        info = self.store.set_permissions(req.filesystem, req.path, _octal_to_symbolic(req.header("x-ms-permissions")),
-                                          conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        info = self.store.set_access_control(
+            req.filesystem, req.path, permissions=req.header("x-ms-permissions"), owner=req.header("x-ms-owner"),
+            group=req.header("x-ms-group"), acl=req.header("x-ms-acl"), conditions=self.conditions(req),
+            lease_id=req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def set_access_control_recursive(self, req: Request) -> Response:
+        if req.header("x-ms-permissions") or req.header("x-ms-owner") or req.header("x-ms-group") or \
+                req.header("x-ms-umask"):
+            raise error(400, "InvalidHeaderValue", "setAccessControlRecursive takes only x-ms-acl.")
+        result, token = self.store.set_access_control_recursive(
+            req.filesystem, req.path, req.params.get("mode", ""), req.header("x-ms-acl") or "",
+            max_records=_int(req.params.get("maxrecords"), "maxRecords"),
+            continuation=req.params.get("continuation"))
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if token:
+            headers["x-ms-continuation"] = token
+        return Response(200, headers, json.dumps(result).encode())
 
     def lease(self, req: Request) -> Response:
         action = (req.header("x-ms-lease-action") or "").lower()
@@ -468,16 +537,16 @@ class AccountHandlers:
         return Response(_LEASE_STATUS.get(action, 200), headers)
 
     def unknown(self, req: Request) -> Response:
-        raise error(400, "UnsupportedOperation",
-                    f"The emulator does not implement {req.method} {req.raw_path}?{req.query}.")
+        raise not_implemented(f"the request {req.method} {req.raw_path}?{req.query}")
 
 
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
-def _acl(permissions: str) -> str:
-    p = permissions.ljust(9, "-")
-    return f"user::{p[0:3]},group::{p[3:6]},other::{p[6:9]}"
+def _xml_value(text: str, tag: str) -> str | None:
+    start = text.find(f"<{tag}>")
+    end = text.find(f"</{tag}>")
+    return text[start + len(tag) + 2:end].strip() if start >= 0 and end > start else None
 
 
 def _parse_range(value: str) -> tuple[int, int | None]:
@@ -507,6 +576,8 @@ class Emulator:
         self.faults = FaultRegistry()
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
+        self.handlers.key_deriver = self.auth.delegation_key
+        self.scheme = "http"  # set by the server
 
     def parse(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
         raw_path, _, query = target.partition("?")
@@ -532,7 +603,17 @@ class Emulator:
             account = unquote(req.raw_path.lstrip("/").split("/", 1)[0])
             if account != self.account:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
-            self.auth.check(req.method, req.raw_path, req.query, req.headers)
+            req.scheme_used, req.caller, sas = self.auth.check(req.method, req.raw_path, req.query, req.headers,
+                                                               self.scheme)
+            if req.scheme_used == "bearer":
+                req.tenant = self.auth.tenant_of(req.headers)
+            check_request(req.op, req.headers, req.params)
+            if sas is not None:
+                op = req.op
+                if op == "get_properties" and (req.params.get("action") or "").lower() == "getaccesscontrol":
+                    op = "get_access_control"
+                check_sas_permission(sas, op, owner_change=bool(req.header("x-ms-owner") or req.header("x-ms-group"))
+                                     and op == "set_access_control")
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
             resp = handler(req)
         except StorageError as exc:
@@ -669,6 +750,7 @@ class EmulatorServer(ThreadingHTTPServer):
             self.socket = context.wrap_socket(self.socket, server_side=True)
             self.scheme = "https"
         self.emulator = emulator
+        self.emulator.scheme = self.scheme
         self.emulator.handlers.public_url = self.account_url
 
     @property

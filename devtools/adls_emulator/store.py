@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from . import acl as acls
 from .errors import StorageError, error
 
 # Windows FILETIME epoch offset (100 ns ticks between 1601-01-01 and 1970-01-01).
@@ -241,12 +242,20 @@ class Node:
     uncommitted: list[tuple[int, bytes]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     http_headers: dict[str, str] = field(default_factory=dict)
-    permissions: str = ""
+    acl: list = field(default_factory=lambda: acls.base("rw-r-----"))  # access ACL entries
+    default_acl: list = field(default_factory=list)  # directories only
+    sticky: bool = False
+    owner: str = "$superuser"
+    group: str = "$superuser"
     lease: Lease = field(default_factory=Lease)
 
     @property
     def is_dir(self) -> bool:
         return self.kind == "directory"
+
+    @property
+    def permissions(self) -> str:
+        return acls.permissions_string(self.acl, self.sticky)
 
     def touch(self) -> None:
         self.etag = new_etag()
@@ -256,7 +265,8 @@ class Node:
         meta = {
             "kind": self.kind, "etag": self.etag, "last_modified": self.last_modified,
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
-            "permissions": self.permissions, "lease": self.lease.to_dict(),
+            "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
+            "group": self.group, "lease": self.lease.to_dict(),
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -266,7 +276,10 @@ class Node:
             kind=meta["kind"], etag=meta["etag"], last_modified=meta["last_modified"],
             created=meta["created"], data=bytearray(data), uncommitted=[(int(p), bytes(b)) for p, b in uncommitted],
             metadata=dict(meta["metadata"]), http_headers=dict(meta["http_headers"]),
-            permissions=meta.get("permissions", ""), lease=Lease.from_dict(meta["lease"]),
+            acl=meta.get("acl") or acls.base((meta.get("permissions") or "rw-r-----")[:9]),
+            default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
+            owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
+            lease=Lease.from_dict(meta["lease"]),
         )
 
 
@@ -305,6 +318,10 @@ class PathInfo:
     http_headers: dict[str, str]
     permissions: str
     lease_headers: dict[str, str]
+    owner: str = "$superuser"
+    group: str = "$superuser"
+    acl: str = ""
+    expires_at: float | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -444,17 +461,22 @@ class Store:
         return PathInfo(name=path, kind=node.kind, etag=node.etag, last_modified=node.last_modified,
                         created=node.created, length=len(node.data), metadata=dict(node.metadata),
                         http_headers=dict(node.http_headers), permissions=node.permissions,
-                        lease_headers=node.lease.headers())
+                        lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
+                        acl=acls.format_acl(node.acl, node.default_acl))
 
-    def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str]) -> None:
+    def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             parent = "/".join(parts[:i])
             node = fs.nodes.get(parent)
             if node is None:
                 now = time.time()
+                grand = fs.nodes.get(parent.rsplit("/", 1)[0]) if "/" in parent else None
+                access, default = acls.inherit(grand.default_acl if grand else [], "rwxrwxrwx",
+                                               acls.parse_umask(None), True)
                 fs.nodes[parent] = Node(kind="directory", etag=new_etag(), last_modified=now, created=now,
-                                        permissions="rwxr-x---")
+                                        acl=access, default_acl=default,
+                                        owner=owner, group=grand.group if grand else "$superuser")
                 changed.append(parent)
             elif not node.is_dir:
                 raise error(409, "PathConflict")
@@ -467,7 +489,9 @@ class Store:
     def create_path(self, fs_name: str, path: str, kind: str, *, conditions: Conditions | None = None,
                     lease_id: str | None = None, metadata: dict[str, str] | None = None,
                     http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
-                    lease_duration: int | None = None, permissions: str | None = None) -> PathInfo:
+                    lease_duration: int | None = None, permissions: str | None = None,
+                    umask: str | None = None, owner: str | None = None, group: str | None = None,
+                    acl: str | None = None, caller: str = "$superuser") -> PathInfo:
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
@@ -484,20 +508,41 @@ class Store:
                 existing.lease.check_write(lease_id, "dfs")
             elif lease_id:
                 raise error(412, "LeaseNotPresent")
+            if permissions and acl:
+                raise error(400, "InvalidRequest", "x-ms-permissions and x-ms-acl are mutually exclusive.")
+            mode, sticky = acls.parse_permissions(permissions) if permissions else (
+                "rwxrwxrwx" if kind == "directory" else "rw-rw-rw-", False)
+            umask9 = acls.parse_umask(umask)
+            given_access, given_default = acls.parse_acl(acl) if acl else ([], [])
+            if given_default and kind == "file":
+                raise error(400, "InvalidAccessControlList", "A file cannot have a default ACL.")
             changed: list[str] = [path]
-            self._ensure_parents(fs, path, changed)
+            self._ensure_parents(fs, path, changed, caller)
+            parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else None
+            access, default = acls.inherit(parent.default_acl if parent else [], mode, umask9, kind == "directory")
+            if given_access:
+                access = acls.check_access(given_access)
+            if given_default:
+                default = acls.check_default(given_default)
             now = time.time()
-            default_perm = "rwxr-x---" if kind == "directory" else "rw-r-----"
             lease = existing.lease if existing is not None else Lease()
             if existing is not None and kind == "directory":
                 # Re-creating a directory keeps its children; it gets new properties and ETag.
                 node = existing
                 node.metadata = dict(metadata or {})
+                if permissions or acl:
+                    node.acl, node.sticky = access, sticky
+                    if given_default:
+                        node.default_acl = default
+                node.owner = owner or node.owner
+                node.group = group or node.group
                 node.touch()
             else:
                 node = Node(kind=kind, etag=new_etag(), last_modified=now, created=now,
                             metadata=dict(metadata or {}), http_headers=dict(http_headers or {}),
-                            permissions=permissions or default_perm, lease=lease)
+                            acl=access, default_acl=default, sticky=sticky,
+                            owner=owner or caller, group=group or (parent.group if parent else "$superuser"),
+                            lease=lease)
                 fs.nodes[path] = node
             if proposed_lease_id or lease_duration is not None:
                 node.lease.acquire(proposed_lease_id, -1 if lease_duration is None else lease_duration)
@@ -559,7 +604,10 @@ class Store:
             node.uncommitted.append((position, bytes(data)))
             if flush:
                 self._commit(node, position + len(data), retain=False, http_headers=http_headers)
-            _lease_after_write(node.lease, lease_action, extra)
+            # Path - Update: "release" releases the lease only on flush; an append without
+            # flush=true checks the lease id and keeps the lease.
+            if flush or (lease_action or "").lower() != "release":
+                _lease_after_write(node.lease, lease_action, extra)
             self._save_nodes(fs, [path])
             return self._info(path, node), extra
 
@@ -677,7 +725,7 @@ class Store:
 
     def list_paths(self, fs_name: str, *, directory: str = "", recursive: bool = False,
                    max_results: int | None = None, continuation: str | None = None,
-                   ) -> tuple[list[PathInfo], str | None]:
+                   begin_from: str | None = None) -> tuple[list[PathInfo], str | None]:
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             directory = normalize_path(directory)
@@ -696,6 +744,14 @@ class Store:
                     continue
                 names.append(name)
             names.sort(key=_sort_key)
+            if begin_from:
+                # beginFrom is relative to the listed directory; the listing starts at it (inclusive).
+                begin = normalize_path(begin_from)
+                if not recursive and "/" in begin:
+                    raise error(400, "InvalidQueryParameterValue",
+                                "beginFrom may name only one level in a non-recursive listing.")
+                start = _sort_key(prefix + begin)
+                names = [n for n in names if _sort_key(n) >= start]
             if continuation:
                 after = _decode_continuation(continuation)
                 names = [n for n in names if _sort_key(n) > _sort_key(after)]
@@ -736,9 +792,10 @@ class Store:
             self._save_nodes(fs, [path])
             return self._info(path, node)
 
-    def set_permissions(self, fs_name: str, path: str, permissions: str | None, *,
-                        conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
-        """dfs ``action=setAccessControl``: only the permission string is kept (no ACL evaluation)."""
+    def set_access_control(self, fs_name: str, path: str, *, permissions: str | None = None,
+                           owner: str | None = None, group: str | None = None, acl: str | None = None,
+                           conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
+        """dfs ``action=setAccessControl``: owner, group, and either permissions or a full ACL."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
@@ -746,11 +803,70 @@ class Store:
             if conditions:
                 conditions.check(node.etag, node.last_modified)
             node.lease.check_write(lease_id, "dfs")
+            if permissions and acl:
+                raise error(400, "InvalidRequest", "x-ms-permissions and x-ms-acl are mutually exclusive.")
             if permissions:
-                node.permissions = permissions
+                perms9, node.sticky = acls.parse_permissions(permissions)
+                node.acl = acls.set_permissions(node.acl, perms9)
+            if acl:
+                access, default = acls.parse_acl(acl)
+                if default and not node.is_dir:
+                    raise error(400, "InvalidAccessControlList", "A file cannot have a default ACL.")
+                node.acl = acls.check_access(access)
+                node.default_acl = acls.check_default(default)
+            node.owner = owner or node.owner
+            node.group = group or node.group
             node.touch()
             self._save_nodes(fs, [path])
             return self._info(path, node)
+
+    def set_access_control_recursive(self, fs_name: str, path: str, mode: str, acl: str, *,
+                                     max_records: int | None = None, continuation: str | None = None
+                                     ) -> tuple[dict[str, Any], str | None]:
+        """dfs ``action=setAccessControlRecursive``: ``mode`` set / modify / remove on the path and
+        everything below it, at most ``max_records`` paths per call (continuation for the rest)."""
+        mode = (mode or "").lower()
+        if mode not in ("set", "modify", "remove"):
+            raise error(400, "InvalidQueryParameterValue", "mode must be set, modify or remove.")
+        if not acl:
+            raise error(400, "MissingRequiredHeader", "x-ms-acl is required.")
+        access, default = acls.parse_acl(acl, with_perms=(mode != "remove"))
+        with self._lock:
+            fs = self._get_fs(fs_name, "dfs")
+            path = normalize_path(path)
+            top = self._node(fs, path)
+            names = [path] + (sorted(self._children(fs, path), key=_sort_key) if top.is_dir else [])
+            if continuation:
+                after = _decode_continuation(continuation)
+                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+            limit = max_records if max_records and 0 < max_records <= 2000 else 2000
+            batch, rest = names[:limit], names[limit:]
+            dirs = files = 0
+            for name in batch:
+                node = fs.nodes[name]
+                if mode == "set":
+                    node.acl = acls.check_access(access)
+                    if node.is_dir:
+                        node.default_acl = acls.check_default(default)
+                elif mode == "modify":
+                    node.acl = acls.check_access(acls.modify(node.acl, access))
+                    if node.is_dir and default:
+                        node.default_acl = acls.check_default(acls.modify(node.default_acl, default))
+                else:
+                    node.acl = acls.check_access(acls.remove(node.acl, access, access=True))
+                    if node.is_dir and default:
+                        node.default_acl = acls.remove(node.default_acl, default, access=False)
+                        node.default_acl = acls.check_default(node.default_acl) if any(
+                            not e[1] for e in node.default_acl) else node.default_acl
+                node.touch()
+                if node.is_dir:
+                    dirs += 1
+                else:
+                    files += 1
+            self._save_nodes(fs, batch)
+            token = _encode_continuation(batch[-1]) if rest and batch else None
+            return {"directoriesSuccessful": dirs, "filesSuccessful": files, "failureCount": 0,
+                    "failedEntries": []}, token
 
     def path_lease(self, fs_name: str, path: str, action: str, *, lease_id: str | None = None,
                    proposed_lease_id: str | None = None, duration: int = -1,

@@ -1,7 +1,8 @@
 """Contract tests: replay recordings of the live ADLS Gen2 service against the emulator.
 
-The recordings live in ``shared/adls-recordings/`` beside the repository (``../shared/...`` from the
-repository root); CI always has that folder. If it is missing these tests FAIL (they never skip).
+The recordings are in ``tests/emulator/recordings/`` in this repository (copied from
+``Azure/azure-sdk-assets``, MIT; see the README there for their source and licence), so the tests need
+nothing outside the repository. If the folder is missing or empty these tests FAIL (they never skip).
 
 Each recording is replayed in order on a fresh emulator. Every request is sent as recorded (method,
 path and query under the emulator's account, the recorded headers, the recorded body), re-signed
@@ -32,7 +33,7 @@ from devtools.adls_emulator.auth import DEV_ACCOUNT
 
 from .rawclient import RawClient
 
-RECORDINGS_DIR = Path(__file__).resolve().parents[3] / "shared" / "adls-recordings"
+RECORDINGS_DIR = Path(__file__).resolve().parent / "recordings"
 
 # Recordings not replayed, with the reason. (Every recording currently passes.)
 SKIPPED: dict[str, str] = {}
@@ -87,9 +88,17 @@ def _recording_params() -> list:
 
 def test_recordings_folder_is_present():
     assert RECORDINGS_DIR.is_dir(), (
-        f"ADLS recordings not found at {RECORDINGS_DIR}: the contract tests need the shared/adls-recordings "
-        "folder next to the repository (CI provides it)")
+        f"ADLS recordings not found at {RECORDINGS_DIR} (tests/emulator/recordings/ in the repository)")
     assert list(RECORDINGS_DIR.glob("*.json")), f"no recordings (*.json) in {RECORDINGS_DIR}"
+
+
+def test_recordings_are_in_the_repository_with_source_and_licence():
+    repo_root = Path(__file__).resolve().parents[2]
+    assert RECORDINGS_DIR.is_relative_to(repo_root), "the recordings must be read from the repository"
+    readme = (RECORDINGS_DIR / "README.md").read_text(encoding="utf-8")
+    assert "Azure/azure-sdk-assets" in readme and "MIT License" in readme
+    listed = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| test_")}
+    assert listed == {p.name for p in RECORDINGS_DIR.glob("*.json")}, "README table and files differ"
 
 
 def test_rename_sources_cover_every_sanitized_rename():
@@ -246,8 +255,7 @@ class Replay:
 @pytest.mark.parametrize("name", _recording_params())
 def test_replay_recording(name: str, emu):
     if name == _MISSING:
-        pytest.fail(f"ADLS recordings not found at {RECORDINGS_DIR}: the contract tests need the "
-                    "shared/adls-recordings folder next to the repository (CI provides it)")
+        pytest.fail(f"ADLS recordings not found at {RECORDINGS_DIR} (tests/emulator/recordings/ in the repository)")
     recording = json.loads((RECORDINGS_DIR / name).read_text(encoding="utf-8"))
     replay = Replay(name, RawClient(emu.base_url))
     for index, entry in enumerate(recording["Entries"]):
