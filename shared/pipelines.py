@@ -21,9 +21,9 @@ import json
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, Sequence
 
+from . import invocation
 from .drain import RunReport, run_drain
 from .errors import SettingsError, redact
 from .settings import Settings
@@ -129,7 +129,8 @@ def run_pipelines(
 
     ``run`` never raising is the contract of ``run_drain``; anything that escapes anyway becomes a
     failed report of that pipeline, so the others are unaffected. ``on_report`` is called in each
-    pipeline's thread as its run ends (telemetry)."""
+    pipeline's thread as its run ends (telemetry). Each thread logs as part of the invocation bound
+    by the caller (``invocation.bind``), so the host keeps what the runs log."""
 
     def one(settings: Settings) -> RunReport:
         try:
@@ -149,7 +150,7 @@ def run_pipelines(
 
     if len(pipelines) == 1:
         return [one(pipelines[0])]
-    with ThreadPoolExecutor(max_workers=len(pipelines), thread_name_prefix="pipeline") as pool:
+    with invocation.Executor(max_workers=len(pipelines), thread_name_prefix="pipeline") as pool:
         return list(pool.map(one, pipelines))
 
 

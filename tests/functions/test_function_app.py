@@ -9,6 +9,7 @@ from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 import function_app
+from devtools.functions_worker import invoke
 from shared.checkpoint import CheckpointStore
 from shared.settings import SETTINGS, Settings
 
@@ -68,9 +69,9 @@ def test_timer_call_drains_against_the_local_stack(monkeypatch, stack_env, fresh
            "MONGO_DB": fresh_db_name, "DRAIN_SCHEDULE": "0 */1 * * * *", "DRAIN_BUDGET_SECONDS": "20"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    function_app.drain(TimerRequest(past_due=False))  # first tick: saves the starting position
+    invoke(function_app.drain, TimerRequest(past_due=False))  # first tick: saves the starting position
     mongo_client[fresh_db_name].orders.insert_many([{"i": i} for i in range(4)])
-    function_app.drain(TimerRequest(past_due=True))
+    invoke(function_app.drain, TimerRequest(past_due=True))
     checkpoint = CheckpointStore(Settings.from_env(env)).load().checkpoint
     assert checkpoint.seq == 4 and checkpoint.last_run["events"] == 4
     fs = datalake_service.get_file_system_client(fresh_filesystem)
@@ -84,4 +85,4 @@ def test_a_failed_run_raises_so_the_host_records_it(monkeypatch, stack_env, fres
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(RuntimeError, match="transient"):
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
