@@ -55,14 +55,6 @@ def test_local_settings_example_points_at_the_local_stack():
     Settings.from_env(values)  # valid as shipped
 
 
-def test_requirements_hold_runtime_dependencies_only():
-    with open("requirements.txt", encoding="utf-8") as handle:
-        names = {line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
-                 for line in handle if line.strip() and not line.startswith("#")}
-    assert "azure-functions" in names and "pymongo" in names
-    assert not names & {"azure-functions-worker", "secantusdb", "pytest"}
-
-
 def test_timer_call_drains_against_the_local_stack(monkeypatch, stack_env, fresh_filesystem, fresh_table_name,
                                                     mongo_client, fresh_db_name, datalake_service):
     env = {**stack_env, "ADLS_FILESYSTEM": fresh_filesystem, "CHECKPOINT_TABLE": fresh_table_name,
