@@ -53,6 +53,16 @@ def test_local_settings_example_points_at_the_local_stack():
     assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
     assert {s.name for s in SETTINGS} <= set(values) | {"ADLS_SAS", "ADLS_CONNECTION_STRING", "CHECKPOINT_ACCOUNT_URL"}
     Settings.from_env(values)  # valid as shipped
+    # The host resolves %DRAIN_SCHEDULE% itself and has no default: it must be in the host's settings.
+    assert croniter.is_valid(values["DRAIN_SCHEDULE"], second_at_beginning=True)
+
+
+def test_readme_starts_the_host_with_the_venv_active():
+    with open("README.md", encoding="utf-8") as handle:
+        text = handle.read()
+    steps = text[text.index("cp local.settings.json.example local.settings.json"):]
+    assert steps.index("source .venv/bin/activate") < steps.index("func start")
+    assert "DRAIN_SCHEDULE` is required in the host's settings" in text
 
 
 def test_timer_call_drains_against_the_local_stack(monkeypatch, stack_env, fresh_filesystem, fresh_table_name,
