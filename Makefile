@@ -14,7 +14,7 @@ NODE_STAMP := node_modules/.installed
 STACK_DIR ?= .local
 PYTEST_ARGS ?=
 
-.PHONY: help venv node_modules services services-down services-status test test-fast soak demo bench clean distclean
+.PHONY: help venv lock node_modules services services-down services-status test test-fast soak demo bench clean distclean
 
 help: ## Show this help
 	@echo "Usage: make <target>   (ports: STACK_MONGO_PORT, STACK_BLOB_PORT, STACK_QUEUE_PORT, STACK_TABLE_PORT, STACK_ADLS_PORT)"
@@ -29,6 +29,9 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 	@touch $@
 
 venv: $(VENV_STAMP) ## Create .venv/ and install requirements-dev.txt (automatic for other targets)
+
+lock: | $(PY) ## Pin requirements.txt (exact versions the deployment installs) from requirements.in
+	$(PY) scripts/lock.py
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -1,6 +1,8 @@
 // mongo-adls-bronze: Azure infrastructure for the MongoDB change stream -> ADLS Gen2 function app.
 //
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/env/dev.bicepparam
+//   az deployment group create -g <rg> -p infra/env/dev.bicepparam     (Azure CLI)
+//   azd up                                                             (Azure Developer CLI:
+//                                                                       azure.yaml, main.parameters.json)
 //
 // See docs/deploy.md for the whole procedure, the roles granted and why, and the alerts.
 targetScope = 'resourceGroup'
@@ -14,12 +16,9 @@ targetScope = 'resourceGroup'
 @maxLength(8)
 param namePrefix string
 
-@description('Environment name, part of the resource names and tags.')
-@allowed([
-  'dev'
-  'test'
-  'prod'
-])
+@description('Environment name (dev, prod, or any azd environment name such as alice-dev): the environment tag, and, lowercased with _ and . as -, its first 12 characters are part of the resource names.')
+@minLength(1)
+@maxLength(64)
 param environmentName string
 
 @description('Azure region for every resource.')
@@ -66,6 +65,9 @@ param maximumInstances int = 3
 ])
 param dataStorageSku string = 'Standard_LRS'
 
+@description('Refuse instrumentation-key ingestion into Application Insights (Entra ID only; the app\'s identity holds Monitoring Metrics Publisher).')
+param disableAppInsightsLocalAuth bool = false
+
 @description('Days to keep logs in Log Analytics.')
 @minValue(30)
 @maxValue(730)
@@ -93,6 +95,12 @@ param enableNatGateway bool = true
 @description('Resource id of the MongoDB Atlas private link service; with enableVnetIntegration, creates a private endpoint to it. Empty: none.')
 param atlasPrivateLinkServiceId string = ''
 
+@description('Deny public network access by default on the lake, checkpoint and Key Vault; the app\'s subnet (service endpoints) and allowedIpRanges get in. Needs enableVnetIntegration.')
+param denyPublicDataNetwork bool = false
+
+@description('Public IP addresses or CIDR ranges allowed through denyPublicDataNetwork (the operator who writes the secret, the lake\'s readers).')
+param allowedIpRanges array = []
+
 // ---------------------------------------------------------------------------------------------
 // MongoDB source
 // ---------------------------------------------------------------------------------------------
@@ -103,6 +111,16 @@ param mongoUri string = ''
 
 @description('Name of the Key Vault secret holding the MongoDB connection string.')
 param mongoUriSecretName string = 'mongo-uri'
+
+@description('recover: restore the soft-deleted vault of this name (after the resource group was deleted; purge protection keeps it 90 days). Once, then back to default.')
+@allowed([
+  'default'
+  'recover'
+])
+param keyVaultCreateMode string = 'default'
+
+@description('Any text: gives the Key Vault a new name instead of the one still held by a soft-deleted vault. Empty: the usual name.')
+param keyVaultNameSeed string = ''
 
 @description('Database to watch (MONGO_DB); empty, with mongoCollection empty, watches the whole deployment.')
 param mongoDatabase string = ''
@@ -199,12 +217,25 @@ param alertEmail string = ''
 @minValue(60)
 param alertLagSeconds int = 900
 
+@description('Seconds since a pipeline\'s position was last saved above which the position-age alert fires.')
+@minValue(120)
+param alertPositionAgeSeconds int = 900
+
+// ---------------------------------------------------------------------------------------------
+// Azure Developer CLI
+// ---------------------------------------------------------------------------------------------
+
+@description('Name of the service in azure.yaml: the function app carries it as its azd-service-name tag.')
+param azdServiceName string = 'drain'
+
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
 
 var suffix = uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName)
-var baseName = '${namePrefix}-${environmentName}'
+// Free-form environment names (azd) made fit for resource names.
+var environmentSlug = take(toLower(replace(replace(environmentName, '_', '-'), '.', '-')), 12)
+var baseName = '${namePrefix}-${environmentSlug}'
 var defaultTags = {
   application: 'mongo-adls-bronze'
   environment: environmentName
@@ -218,7 +249,7 @@ var names = {
   hostStorage: toLower(take('st${namePrefix}h${suffix}', 24))
   lakeStorage: toLower(take('st${namePrefix}l${suffix}', 24))
   checkpointStorage: toLower(take('st${namePrefix}c${suffix}', 24))
-  keyVault: toLower('kv-${namePrefix}-${take(suffix, 11)}')
+  keyVault: toLower('kv-${namePrefix}-${take(empty(keyVaultNameSeed) ? suffix : uniqueString(suffix, keyVaultNameSeed), 11)}')
   vnet: 'vnet-${baseName}'
   plan: 'plan-${baseName}'
   functionApp: 'func-${baseName}-${suffix}'
@@ -246,6 +277,8 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: allTags
     retentionInDays: logRetentionDays
+    disableLocalAuth: disableAppInsightsLocalAuth
+    principalId: identity.outputs.principalId
   }
 }
 
@@ -257,8 +290,14 @@ module hostStorage 'modules/host-storage.bicep' = {
     tags: allTags
     contentShareName: names.contentShare
     principalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
+
+// The app's integration subnet, which the lake, checkpoint and vault network rules let in.
+var dataSubnetIds = enableVnetIntegration ? [
+  network.outputs.appSubnetId
+] : []
 
 module lake 'modules/lake.bicep' = {
   name: 'lake'
@@ -269,6 +308,10 @@ module lake 'modules/lake.bicep' = {
     fileSystemName: lakeFileSystemName
     skuName: dataStorageSku
     principalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+    denyPublicNetwork: denyPublicDataNetwork
+    allowedSubnetIds: dataSubnetIds
+    allowedIpRanges: allowedIpRanges
   }
 }
 
@@ -281,6 +324,10 @@ module checkpoints 'modules/checkpoints.bicep' = {
     tableName: checkpointTableName
     skuName: dataStorageSku
     principalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+    denyPublicNetwork: denyPublicDataNetwork
+    allowedSubnetIds: dataSubnetIds
+    allowedIpRanges: allowedIpRanges
   }
 }
 
@@ -293,6 +340,11 @@ module keyVault 'modules/keyvault.bicep' = {
     mongoUriSecretName: mongoUriSecretName
     mongoUri: mongoUri
     principalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+    createMode: keyVaultCreateMode
+    denyPublicNetwork: denyPublicDataNetwork
+    allowedSubnetIds: dataSubnetIds
+    allowedIpRanges: allowedIpRanges
   }
 }
 
@@ -355,6 +407,8 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     subnetId: enableVnetIntegration ? network.outputs.appSubnetId : ''
     appSettings: appSettings
+    workspaceId: monitoring.outputs.workspaceId
+    azdServiceName: azdServiceName
   }
   // No explicit dependsOn: appSettings reads outputs of the key-vault, lake and checkpoints
   // modules, which hold the identity's role assignments, so the app is created after them.
@@ -369,6 +423,7 @@ module alerts 'modules/alerts.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
     lagThresholdSeconds: alertLagSeconds
+    positionAgeThresholdSeconds: alertPositionAgeSeconds
   }
 }
 
@@ -388,3 +443,12 @@ output checkpointAccountName string = checkpoints.outputs.name
 output hostStorageAccountName string = hostStorage.outputs.name
 output appInsightsName string = monitoring.outputs.appInsightsName
 output natOutboundIp string = enableVnetIntegration ? network.outputs.natPublicIp : ''
+output logAnalyticsWorkspaceId string = monitoring.outputs.workspaceId
+
+// Read by the Azure Developer CLI (azd writes every output into the environment's .env).
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_DRAIN_NAME string = functionApp.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name

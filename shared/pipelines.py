@@ -22,10 +22,9 @@ import json
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, Sequence
 
-from . import telemetry
+from . import invocation, telemetry
 from .drain import RunReport, run_drain
 from .errors import SettingsError, redact
 from .settings import OVERRIDE, SCOPE, SETTINGS, Settings
@@ -124,7 +123,8 @@ def run_pipelines(
 
     ``run`` never raising is the contract of ``run_drain``; anything that escapes anyway becomes a
     failed report of that pipeline, so the others are unaffected. ``on_report`` is called in each
-    pipeline's thread as its run ends (telemetry)."""
+    pipeline's thread as its run ends (telemetry). Each thread logs as part of the invocation bound
+    by the caller (``invocation.bind``), so the host keeps what the runs log."""
 
     def one(settings: Settings) -> RunReport:
         try:
@@ -144,7 +144,7 @@ def run_pipelines(
 
     if len(pipelines) == 1:
         return [one(pipelines[0])]
-    with ThreadPoolExecutor(max_workers=len(pipelines), thread_name_prefix="pipeline") as pool:
+    with invocation.Executor(max_workers=len(pipelines), thread_name_prefix="pipeline") as pool:
         return list(pool.map(one, pipelines))
 
 

@@ -1,8 +1,7 @@
 // Development environment.
-//   DEPLOY_MONGO_URI='mongodb+srv://...' az deployment group create \
-//     -g <resource-group> -f infra/main.bicep -p infra/env/dev.bicepparam
-// Without DEPLOY_MONGO_URI the Key Vault secret is left as it is (set it with
-// `az keyvault secret set`, see docs/deploy.md).
+//   az deployment group create -g <resource-group> -n mongo-adls-bronze -p infra/env/dev.bicepparam
+// DEPLOY_MONGO_URI (read from the environment, never a command-line argument) writes the Key
+// Vault secret; without it the secret is left as it is (docs/deploy.md).
 using '../main.bicep'
 
 param namePrefix = 'mab'
@@ -21,6 +20,9 @@ param logRetentionDays = 30
 param enableVnetIntegration = false
 
 param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+// After deleting and recreating the resource group: DEPLOY_KEY_VAULT_CREATE_MODE=recover restores
+// the soft-deleted vault once (docs/deploy.md, "Deploying again after deleting the resource group").
+param keyVaultCreateMode = readEnvironmentVariable('DEPLOY_KEY_VAULT_CREATE_MODE', 'default')
 // The source to watch: set these to your database (and collection, or '' for the whole database).
 param mongoDatabase = 'app'
 param mongoCollection = ''

@@ -1,8 +1,7 @@
 // Production environment.
-//   DEPLOY_MONGO_URI='mongodb+srv://...' DEPLOY_ALERT_EMAIL='oncall@example.com' \
-//     az deployment group create -g <resource-group> -f infra/main.bicep -p infra/env/prod.bicepparam
-// Without DEPLOY_MONGO_URI the Key Vault secret is left as it is (set it with
-// `az keyvault secret set`, see docs/deploy.md).
+//   az deployment group create -g <resource-group> -n mongo-adls-bronze -p infra/env/prod.bicepparam
+// DEPLOY_MONGO_URI (read from the environment, never a command-line argument) writes the Key
+// Vault secret; without it the secret is left as it is (docs/deploy.md).
 using '../main.bicep'
 
 param namePrefix = 'mab'
@@ -22,8 +21,18 @@ param logRetentionDays = 90
 param enableVnetIntegration = true
 param enableNatGateway = true
 param atlasPrivateLinkServiceId = readEnvironmentVariable('DEPLOY_ATLAS_PRIVATE_LINK_SERVICE_ID', '')
+// The lake, checkpoint and vault refuse public networks: only the app's subnet (service endpoints)
+// and these ranges get in. Add the address of whoever writes the secret or reads the lake.
+param denyPublicDataNetwork = true
+param allowedIpRanges = []
+
+// Telemetry only with an Entra ID token (the app's identity is Monitoring Metrics Publisher).
+param disableAppInsightsLocalAuth = true
 
 param mongoUri = readEnvironmentVariable('DEPLOY_MONGO_URI', '')
+// After deleting and recreating the resource group: DEPLOY_KEY_VAULT_CREATE_MODE=recover restores
+// the soft-deleted vault once (docs/deploy.md, "Deploying again after deleting the resource group").
+param keyVaultCreateMode = readEnvironmentVariable('DEPLOY_KEY_VAULT_CREATE_MODE', 'default')
 // The source to watch: set these to your database (and collection, or '' for the whole database).
 param mongoDatabase = 'app'
 param mongoCollection = ''

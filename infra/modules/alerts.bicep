@@ -1,5 +1,10 @@
 // Alerts on the drain pipeline, evaluated on Application Insights data, and the action group that
 // e-mails them. What each alert means and what to do: docs/deploy.md, "Alerts".
+//
+// Run failures and stalls read the host's own request records of the timer function (they exist
+// even when a run fails before any pipeline starts, e.g. on bad settings). Lag and position age
+// read the app's OpenTelemetry metrics (shared/telemetry.py, table customMetrics), per pipeline:
+// numbers with a name, not text parsed out of log lines.
 
 @description('Prefix for the alert and action group names.')
 param namePrefix string
@@ -19,8 +24,15 @@ param alertEmail string = ''
 @description('Name of the timer function whose runs are watched.')
 param drainFunctionName string = 'drain'
 
-@description('Field of the JSON run report (one log line per drain run) that holds the lag, in seconds, of the last event written behind the time of the run.')
-param lagField string = 'lag_seconds'
+@description('Metric (shared/telemetry.py) holding the lag, in seconds, of the last event written behind the end of the run.')
+param lagMetric string = 'drain.lag'
+
+@description('Metric (shared/telemetry.py) holding the seconds since a pipeline\'s position was last saved.')
+param positionAgeMetric string = 'drain.position.age'
+
+@description('Position age, in seconds, above which the position-age alert fires.')
+@minValue(120)
+param positionAgeThresholdSeconds int = 900
 
 @description('Lag, in seconds, above which the lag alert fires.')
 @minValue(60)
@@ -136,8 +148,8 @@ resource drainStalled 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
-// Lag: the lake is more than the threshold behind MongoDB. Every drain run logs its report as one
-// JSON line (a trace); the query reads its lag field. A stopped drain is the stalled alert's job.
+// Lag: a pipeline's last run left the lake more than the threshold behind MongoDB. A stopped
+// drain is the stalled alert's job.
 resource lag 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-lag'
   location: location
@@ -145,7 +157,7 @@ resource lag 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   kind: 'LogAlert'
   properties: {
     displayName: '${namePrefix}: lake behind MongoDB'
-    description: 'A drain run reported the lake more than ${lagThresholdSeconds} seconds behind the change stream.'
+    description: 'A pipeline\'s ${lagMetric} metric was above ${lagThresholdSeconds} seconds.'
     severity: 2
     enabled: true
     scopes: [
@@ -156,11 +168,70 @@ resource lag 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     criteria: {
       allOf: [
         {
-          query: 'traces | where message startswith "{" and message has "\\"${lagField}\\"" | extend lag = todouble(parse_json(message)["${lagField}"]) | where isnotnull(lag) | project timestamp, lag'
+          query: 'customMetrics | where name == "${lagMetric}" | extend pipeline = tostring(customDimensions["pipeline"]), lag = todouble(valueMax) | project timestamp, pipeline, lag'
           timeAggregation: 'Maximum'
           metricMeasureColumn: 'lag'
+          dimensions: [
+            {
+              name: 'pipeline'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
           operator: 'GreaterThan'
           threshold: lagThresholdSeconds
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// Position age: a pipeline whose position has not been saved for too long, although runs go on
+// (e.g. one pipeline of several keeps failing, or its runs write nothing they can commit).
+resource positionAge 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-position-age'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: '${namePrefix}: position not saved'
+    description: 'A pipeline\'s ${positionAgeMetric} metric was above ${positionAgeThresholdSeconds} seconds.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT10M'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == "${positionAgeMetric}" | extend pipeline = tostring(customDimensions["pipeline"]), age = todouble(valueMax) | project timestamp, pipeline, age'
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'age'
+          dimensions: [
+            {
+              name: 'pipeline'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: positionAgeThresholdSeconds
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -182,4 +253,5 @@ output alertRuleIds array = [
   drainFailures.id
   drainStalled.id
   lag.id
+  positionAge.id
 ]

@@ -33,11 +33,23 @@ param skuName string = 'Standard_LRS'
 @description('Principal id of the managed identity the function app runs as.')
 param principalId string
 
+@description('Resource id of the Log Analytics workspace that receives the data-plane logs.')
+param workspaceId string
+
+@description('Refuse every network but the subnets and address ranges below (networkAcls defaultAction Deny).')
+param denyPublicNetwork bool = false
+
+@description('Subnets allowed in (service endpoint Microsoft.Storage on each), e.g. the app\'s integration subnet.')
+param allowedSubnetIds array = []
+
+@description('Public IP addresses or CIDR ranges allowed in, e.g. an operator\'s address.')
+param allowedIpRanges array = []
+
 var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: The function app reaches the table over its public endpoint (no storage private endpoint); access is Entra ID only (shared keys disabled) through the identity's table role. Private endpoints are the hardening step in docs/deploy.md.
-  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: the public endpoint stays enabled, anonymous and shared-key access are disabled.
+  // checkov:skip=CKV_AZURE_35: The default action is the denyPublicNetwork parameter: Deny in prod.bicepparam (only the app's subnet, through a service endpoint, and allowedIpRanges get in; asserted by tests/infra), Allow in dev. Access is Entra ID only (shared keys disabled) either way.
+  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: public network access stays enabled so the network rules apply; with denyPublicNetwork they refuse everything else.
   // checkov:skip=CKV_AZURE_206: Redundancy is the dataStorageSku parameter; LRS by default for dev, prod.bicepparam sets a geo-zone-redundant SKU (asserted by tests/infra).
   name: name
   location: location
@@ -54,10 +66,19 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
+    // Enabled, so that the rules below apply; with denyPublicNetwork only they get in.
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: denyPublicNetwork ? 'Deny' : 'Allow'
+      virtualNetworkRules: [for subnetId in allowedSubnetIds: {
+        id: subnetId
+        action: 'Allow'
+      }]
+      ipRules: [for range in allowedIpRanges: {
+        value: range
+        action: 'Allow'
+      }]
     }
   }
 }
@@ -80,6 +101,29 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+  }
+}
+
+// Data-plane logs of the checkpoint table: every read and write of the position.
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -1,6 +1,12 @@
 // Linux Elastic Premium plan and the Python function app. The app runs as a user-assigned
 // identity; every Azure data-plane connection uses that identity except the Azure Files content
 // share, which takes only an account key (see docs/deploy.md, "The content-share exception").
+//
+// One publish path: a remote build. `func azure functionapp publish --build remote` or `azd deploy`
+// uploads the package (.funcignore) and the platform's build installs requirements.txt (exact pins)
+// on its own Linux image. So SCM_DO_BUILD_DURING_DEPLOYMENT and ENABLE_ORYX_BUILD are set and
+// WEBSITE_RUN_FROM_PACKAGE is not: Core Tools removes that setting on a remote build, and an
+// infrastructure redeploy that put it back would leave the app on a stale package.
 
 @description('Name of the function app (globally unique host name).')
 param name string
@@ -58,6 +64,12 @@ param subnetId string = ''
 @description('The app\'s own settings (name -> value); merged with the platform settings below.')
 param appSettings object
 
+@description('Resource id of the Log Analytics workspace that receives FunctionAppLogs.')
+param workspaceId string
+
+@description('azd service name (azure.yaml) this app is tagged with, so `azd deploy` finds it.')
+param azdServiceName string = 'drain'
+
 var vnetEnabled = !empty(subnetId)
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -96,13 +108,24 @@ var platformSettings = [
     name: 'WEBSITE_CONTENTSHARE'
     value: contentShareName
   }
+  // Remote build (see the top of this file): the platform installs requirements.txt.
   {
-    name: 'WEBSITE_RUN_FROM_PACKAGE'
-    value: '1'
+    name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'
+    value: 'true'
+  }
+  {
+    name: 'ENABLE_ORYX_BUILD'
+    value: 'true'
   }
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: appInsightsConnectionString
+  }
+  // Entra ID ingestion (the host and the app's exporter both read it), so Application Insights
+  // can refuse instrumentation-key ingestion; the identity holds Monitoring Metrics Publisher.
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
   }
   {
     name: 'AZURE_CLIENT_ID'
@@ -139,7 +162,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_213: The only HTTP endpoint (status) requires a function key, which the platform health check cannot send; alerts watch the drain runs instead.
   name: name
   location: location
-  tags: tags
+  tags: union(tags, {
+    'azd-service-name': azdServiceName
+  })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -168,6 +193,39 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       use32BitWorkerProcess: false
       appSettings: concat(platformSettings, ownSettings)
     }
+  }
+}
+
+// Publishing with the SCM (Kudu) and FTP sites' basic-auth credentials is refused: `func publish`,
+// `azd deploy` and the Azure CLI deploy with an Entra ID token.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// The host's and the worker's log lines (including every line the app logs) in Log Analytics.
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
   }
 }
 

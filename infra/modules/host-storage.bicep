@@ -21,7 +21,25 @@ param contentShareName string
 @description('Principal id of the managed identity the function app runs as.')
 param principalId string
 
+@description('Resource id of the Log Analytics workspace that receives the data-plane logs.')
+param workspaceId string
+
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var dataPlaneLogs = [
+  {
+    category: 'StorageRead'
+    enabled: true
+  }
+  {
+    category: 'StorageWrite'
+    enabled: true
+  }
+  {
+    category: 'StorageDelete'
+    enabled: true
+  }
+]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: An Elastic Premium app mounts its content share over the public endpoint unless the account gets private endpoints and the content share is routed through the VNet; out of scope here, see docs/deploy.md.
@@ -73,6 +91,11 @@ resource fileService 'Microsoft.Storage/storageAccounts/fileServices@2023-05-01'
   }
 }
 
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
 resource contentShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-01' = {
   parent: fileService
   name: contentShareName
@@ -91,6 +114,46 @@ resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+  }
+}
+
+// The host writes its diagnostic events to a table in AzureWebJobsStorage: Storage Table Data
+// Contributor is the other role Microsoft lists for an identity-based AzureWebJobsStorage.
+resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, storageTableDataContributorRoleId)
+  scope: storage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+  }
+}
+
+// Data-plane logs (who read, wrote or deleted what) of the services the host uses.
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: workspaceId
+    logs: dataPlaneLogs
+  }
+}
+
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: workspaceId
+    logs: dataPlaneLogs
+  }
+}
+
+resource fileDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: fileService
+  properties: {
+    workspaceId: workspaceId
+    logs: dataPlaneLogs
   }
 }
 

@@ -22,15 +22,34 @@ param mongoUri string = ''
 @description('Principal id of the managed identity the function app runs as.')
 param principalId string
 
+@description('Resource id of the Log Analytics workspace that receives the AuditEvent log.')
+param workspaceId string
+
+@description('default: create the vault (or update it). recover: restore the soft-deleted vault of this name, with its secrets (after the resource group was deleted; see docs/deploy.md).')
+@allowed([
+  'default'
+  'recover'
+])
+param createMode string = 'default'
+
+@description('Refuse every network but the subnets and address ranges below (networkAcls defaultAction Deny).')
+param denyPublicNetwork bool = false
+
+@description('Subnets allowed in (service endpoint Microsoft.KeyVault on each), e.g. the app\'s integration subnet.')
+param allowedSubnetIds array = []
+
+@description('Public IP addresses or CIDR ranges allowed in, e.g. the operator who writes the secret.')
+param allowedIpRanges array = []
+
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_109: The app resolves its Key Vault reference over the public endpoint unless VNet integration with a vault private endpoint is set up; access is RBAC only (Key Vault Secrets User for the app's identity). See docs/deploy.md.
-  // checkov:skip=CKV_AZURE_189: Same as CKV_AZURE_109.
+  // checkov:skip=CKV_AZURE_109: The default action is the denyPublicNetwork parameter: Deny in prod.bicepparam (only the app's subnet, through a service endpoint, and allowedIpRanges get in; asserted by tests/infra), Allow in dev. Access is RBAC only either way.
   name: name
   location: location
   tags: tags
   properties: {
+    createMode: createMode
     tenantId: subscription().tenantId
     sku: {
       family: 'A'
@@ -41,10 +60,19 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     softDeleteRetentionInDays: 90
     // A deleted vault or secret stays recoverable for the whole retention (cannot be turned off).
     enablePurgeProtection: true
+    // Enabled, so that the rules below apply; with denyPublicNetwork only they get in. The app
+    // resolves its Key Vault reference through its VNet (vnetRouteAllEnabled).
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: denyPublicNetwork ? 'Deny' : 'Allow'
+      virtualNetworkRules: [for subnetId in allowedSubnetIds: {
+        id: subnetId
+        ignoreMissingVnetServiceEndpoint: false
+      }]
+      ipRules: [for range in allowedIpRanges: {
+        value: range
+      }]
     }
   }
 }
@@ -68,6 +96,21 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+  }
+}
+
+// AuditEvent: every read of a secret, by whom; the only record of who read mongo-uri.
+resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

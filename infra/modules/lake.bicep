@@ -32,11 +32,23 @@ param skuName string = 'Standard_LRS'
 @description('Principal id of the managed identity the function app runs as.')
 param principalId string
 
+@description('Resource id of the Log Analytics workspace that receives the data-plane logs.')
+param workspaceId string
+
+@description('Refuse every network but the subnets and address ranges below (networkAcls defaultAction Deny).')
+param denyPublicNetwork bool = false
+
+@description('Subnets allowed in (service endpoint Microsoft.Storage on each), e.g. the app\'s integration subnet.')
+param allowedSubnetIds array = []
+
+@description('Public IP addresses or CIDR ranges allowed in, e.g. the readers of the lake.')
+param allowedIpRanges array = []
+
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
 resource lake 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: The function app reaches the lake over its public endpoint (no storage private endpoint); access is Entra ID only (shared keys disabled) through the identity's role on the file system. Private endpoints are the hardening step in docs/deploy.md.
-  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: the public endpoint stays enabled, anonymous and shared-key access are disabled.
+  // checkov:skip=CKV_AZURE_35: The default action is the denyPublicNetwork parameter: Deny in prod.bicepparam (only the app's subnet, through a service endpoint, and allowedIpRanges get in; asserted by tests/infra), Allow in dev. Access is Entra ID only (shared keys disabled) either way.
+  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: public network access stays enabled so the network rules apply; with denyPublicNetwork they refuse everything else.
   // checkov:skip=CKV_AZURE_206: Redundancy is the dataStorageSku parameter; LRS by default for dev, prod.bicepparam sets a geo-zone-redundant SKU (asserted by tests/infra).
   name: name
   location: location
@@ -54,10 +66,19 @@ resource lake 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
+    // Enabled, so that the rules below apply; with denyPublicNetwork only they get in.
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: denyPublicNetwork ? 'Deny' : 'Allow'
+      virtualNetworkRules: [for subnetId in allowedSubnetIds: {
+        id: subnetId
+        action: 'Allow'
+      }]
+      ipRules: [for range in allowedIpRanges: {
+        value: range
+        action: 'Allow'
+      }]
     }
   }
 }
@@ -90,6 +111,29 @@ resource lakeContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+  }
+}
+
+// Data-plane logs of the lake (the dfs endpoint is logged with the blob service).
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -89,6 +89,15 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
           natGateway: enableNatGateway ? {
             id: natGateway.id
           } : null
+          // The lake, checkpoint and vault accept this subnet in their network rules.
+          serviceEndpoints: [
+            {
+              service: 'Microsoft.Storage'
+            }
+            {
+              service: 'Microsoft.KeyVault'
+            }
+          ]
           delegations: [
             {
               name: 'serverFarms'

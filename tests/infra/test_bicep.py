@@ -38,6 +38,7 @@ ROLE = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
 
 # Settings the issue requires in the Bicep app settings, and the ones the identity replaces.
@@ -46,13 +47,14 @@ REQUIRED_APP_SETTINGS = {
     "ADLS_ACCOUNT_URL", "ADLS_FILESYSTEM", "CHECKPOINT_TABLE", "CHECKPOINT_ACCOUNT_URL", "PIPELINE_NAME",
     "DRAIN_SCHEDULE", "DRAIN_BUDGET_SECONDS", "START_AT", "JSON_MODE", "ROLL_WINDOW", "ROLL_MAX_BYTES",
     "MAX_BUFFER_BYTES", "ON_HISTORY_LOST", "STATUS_MAX_POSITION_AGE_SECONDS", "AZURE_CLIENT_ID",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD",
 }
 FORBIDDEN_APP_SETTINGS = {
     "ADLS_SAS", "ADLS_SHARED_KEY", "ADLS_CONNECTION_STRING", "CHECKPOINT_CONNECTION_STRING",
 }
-PLATFORM_PREFIXES = ("FUNCTIONS_", "AzureWebJobs", "WEBSITE_", "APPLICATIONINSIGHTS_")
-PLATFORM_NAMES = {"AZURE_CLIENT_ID"}
+PLATFORM_PREFIXES = ("FUNCTIONS_", "AzureWebJobs", "WEBSITE_", "APPLICATIONINSIGHTS_", "SCM_")
+PLATFORM_NAMES = {"AZURE_CLIENT_ID", "ENABLE_ORYX_BUILD"}
 
 CHECKOV_TIMEOUT = 600
 
@@ -257,7 +259,13 @@ def test_every_top_level_resource_is_tagged():
             cfg = body(res)
             if res["existing"] or "parent" in cfg or res["type"] in untaggable:
                 continue
-            assert cfg.get("tags") == "tags", f"{path.name}:{symbol} is not tagged"
+            if res["type"] == "Microsoft.Insights/diagnosticSettings":  # an extension, not taggable
+                continue
+            tags = cfg.get("tags")
+            if res["type"] == "Microsoft.Web/sites":  # plus the tag azd finds the app by
+                assert tags["function"]["type"] == "union" and tags["function"]["parameters"]["arg_1"] == "tags"
+                continue
+            assert tags == "tags", f"{path.name}:{symbol} is not tagged"
             assert "tags" in doc["parameters"]
     for name, mod in main()["modules"].items():
         assert body(mod)["params"].get("tags") == "allTags", f"module {name} does not get the tags"
@@ -350,6 +358,76 @@ def test_content_share_key_is_built_inside_bicep_and_never_a_parameter_or_output
     assert resources_of(module("host-storage"), "Microsoft.Storage/storageAccounts/fileServices/shares")
 
 
+def test_one_publish_path_a_remote_build():
+    """Core Tools removes WEBSITE_RUN_FROM_PACKAGE on a remote build and an infrastructure deployment
+    would put it back: the Bicep asks for the remote build instead, as docs/deploy.md does."""
+    settings = app_settings()
+    assert "WEBSITE_RUN_FROM_PACKAGE" not in settings
+    assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
+    assert settings["ENABLE_ORYX_BUILD"] == "true"
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    assert "func azure functionapp publish" in guide and "--build remote" in guide
+    assert "config-zip" not in guide, "a second publish path"
+
+
+def test_basic_auth_publishing_is_disabled_on_scm_and_ftp():
+    doc = module("functionapp")
+    site_symbol, _ = the_resource(doc, "Microsoft.Web/sites")
+    policies = resources_of(doc, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    found = {body(r)["name"]: body(r) for r in policies.values()}
+    assert set(found) == {"scm", "ftp"}
+    for cfg in found.values():
+        assert cfg["parent"] == site_symbol and cfg["properties"]["allow"] is False
+
+
+# Diagnostic settings: module -> {scoped resource type: log categories}.
+DIAGNOSTICS = {
+    "functionapp": {"Microsoft.Web/sites": {"FunctionAppLogs"}},
+    "keyvault": {"Microsoft.KeyVault/vaults": {"AuditEvent"}},
+    "lake": {"Microsoft.Storage/storageAccounts/blobServices": {"StorageRead", "StorageWrite", "StorageDelete"}},
+    "checkpoints": {"Microsoft.Storage/storageAccounts/tableServices": {"StorageRead", "StorageWrite", "StorageDelete"}},
+    "host-storage": {
+        "Microsoft.Storage/storageAccounts/blobServices": {"StorageRead", "StorageWrite", "StorageDelete"},
+        "Microsoft.Storage/storageAccounts/tableServices": {"StorageRead", "StorageWrite", "StorageDelete"},
+        "Microsoft.Storage/storageAccounts/fileServices": {"StorageRead", "StorageWrite", "StorageDelete"},
+    },
+}
+
+
+@pytest.mark.parametrize("file", sorted(DIAGNOSTICS))
+def test_diagnostic_settings_send_the_logs_to_log_analytics(file):
+    doc = module(file)
+    got: dict[str, set[str]] = {}
+    for symbol, res in resources_of(doc, "Microsoft.Insights/diagnosticSettings").items():
+        cfg = body(res)
+        assert cfg["properties"]["workspaceId"] == "workspaceId", symbol
+        logs = cfg["properties"]["logs"]
+        if isinstance(logs, str):  # a variable holding the list
+            logs = doc["variables"][logs]["value"]
+        assert all(entry["enabled"] is True for entry in logs), symbol
+        got[doc["resources"][cfg["scope"]]["type"]] = {entry["category"] for entry in logs}
+    assert got == DIAGNOSTICS[file]
+    module_symbol = {"functionapp": "functionApp", "keyvault": "keyVault", "lake": "lake",
+                     "checkpoints": "checkpoints", "host-storage": "hostStorage"}[file]
+    assert accessor(body(main()["modules"][module_symbol])["params"]["workspaceId"]) == "monitoring.outputs.workspaceId"
+
+
+def test_a_redeploy_after_deleting_the_resource_group_can_recover_or_rename_the_vault():
+    doc = module("keyvault")
+    _, vault = the_resource(doc, "Microsoft.KeyVault/vaults")
+    assert body(vault)["properties"]["createMode"] == "createMode"
+    assert param_default(doc, "createMode") == "default"
+    assert set(decorators(doc, "createMode")["allowed"]) == {"default", "recover"}
+    assert body(main()["modules"]["keyVault"])["params"]["createMode"] == "keyVaultCreateMode"
+    assert param_default(main(), "keyVaultCreateMode") == "default"
+    name = json.dumps(main()["variables"]["names"]["value"]["keyVault"])
+    assert "keyVaultNameSeed" in name and "suffix" in name
+    for env in PARAM_FILES:
+        mode = parse_bicepparam(PARAM_FILES[env])[1]["keyVaultCreateMode"]["function"]
+        assert mode["type"] == "readEnvironmentVariable"
+        assert mode["parameters"]["arg_2"] == "default"
+
+
 # ------------------------------------------------------------------------------------------------
 # Lake, checkpoint table, Key Vault
 # ------------------------------------------------------------------------------------------------
@@ -433,7 +511,11 @@ def test_role_assignments_are_exactly_the_least_privilege_set():
         ("lake", ROLE["Storage Blob Data Contributor"]),
         ("checkpoints", ROLE["Storage Table Data Contributor"]),
         ("host-storage", ROLE["Storage Blob Data Owner"]),
+        # The host's diagnostic events (Microsoft's list for identity-based AzureWebJobsStorage).
+        ("host-storage", ROLE["Storage Table Data Contributor"]),
         ("keyvault", ROLE["Key Vault Secrets User"]),
+        # Entra ID ingestion into Application Insights.
+        ("monitoring", ROLE["Monitoring Metrics Publisher"]),
     }
 
 
@@ -456,12 +538,16 @@ def test_role_assignment_scopes():
             assert scope == the_resource(doc, "Microsoft.Storage/storageAccounts")[0]
         elif ra["file"] == "keyvault":
             assert scope == the_resource(doc, "Microsoft.KeyVault/vaults")[0]
+        elif ra["file"] == "monitoring":
+            assert scope == the_resource(doc, "Microsoft.Insights/components")[0]
+        else:
+            raise AssertionError(f"unexpected role assignment in {ra['file']}")
         assert ra["principalId"] == "principalId"
         assert ra["principalType"] == "ServicePrincipal"
 
 
 def test_role_assignments_go_to_the_app_identity():
-    for name in ("hostStorage", "lake", "checkpoints", "keyVault"):
+    for name in ("hostStorage", "lake", "checkpoints", "keyVault", "monitoring"):
         params = body(main()["modules"][name])["params"]
         assert accessor(params["principalId"]) == "identity.outputs.principalId", name
 
@@ -581,25 +667,40 @@ def test_alerts_on_failures_stalls_and_position_age_notify_the_action_group():
         queries[symbol] = " ".join(c["query"] for c in props["criteria"]["allOf"])
     assert any("success == false" in q for q in queries.values()), "no alert on failed runs"
     assert any("success == true" in q for q in queries.values()), "no alert on runs stopping"
-    assert any("${lagField}" in q for q in queries.values()), "no alert on lag"
+    assert any("customMetrics" in q and "${lagMetric}" in q for q in queries.values()), "no alert on lag"
+    assert any("customMetrics" in q and "${positionAgeMetric}" in q for q in queries.values()), (
+        "no alert on position age")
     params = body(main()["modules"]["alerts"])["params"]
     assert params["alertEmail"] == "alertEmail"
     assert accessor(params["appInsightsId"]) == "monitoring.outputs.appInsightsId"
 
 
-def test_alert_queries_match_what_the_app_logs():
-    """The alerts read the host's request for the `drain` function and the run report's lag field."""
+def test_metric_alerts_read_no_log_text_and_split_by_pipeline():
+    """Lag and position age come from the exported metrics, one alert per pipeline, not from the
+    run report's text in traces."""
+    doc = module("alerts")
+    for symbol, rule in resources_of(doc, "Microsoft.Insights/scheduledQueryRules").items():
+        for criterion in body(rule)["properties"]["criteria"]["allOf"]:
+            assert not criterion["query"].startswith("traces"), symbol
+            if "customMetrics" in criterion["query"]:
+                assert [d["name"] for d in criterion["dimensions"]] == ["pipeline"], symbol
+                assert criterion["metricMeasureColumn"] in criterion["query"], symbol
+
+
+def test_alert_queries_match_what_the_app_logs_and_exports():
+    """The alerts read the host's request for the `drain` function and the app's metric names."""
     doc = module("alerts")
     function_name = param_default(doc, "drainFunctionName")
     text = (ROOT / "function_app.py").read_text()
     assert re.search(rf"^def {function_name}\(", text, re.M), (
         f"no function {function_name} in function_app.py")
     assert not re.search(r"function_name\(", text), "a renamed function would need drainFunctionName updated"
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from shared.drain import RunReport  # noqa: PLC0415
-
-    assert param_default(doc, "lagField") in RunReport.__dataclass_fields__
+    telemetry = (ROOT / "shared" / "telemetry.py").read_text()
+    for param in ("lagMetric", "positionAgeMetric"):
+        name = param_default(doc, param)
+        assert re.search(rf'create_(gauge|observable_gauge)\("{re.escape(name)}"', telemetry), (
+            f"shared/telemetry.py exports no gauge {name}")
+    assert "pipeline" in telemetry  # the attribute the alerts split by
 
 
 # ------------------------------------------------------------------------------------------------
@@ -636,6 +737,41 @@ def test_prod_uses_redundant_data_storage_and_vnet_integration():
     assert prod.get("alwaysReadyInstances", 1) >= 1
 
 
+def test_prod_denies_public_networks_on_the_data_and_entra_only_telemetry():
+    _, prod = parse_bicepparam(PARAM_FILES["prod"])
+    assert prod["denyPublicDataNetwork"] is True and prod["enableVnetIntegration"] is True
+    assert prod["disableAppInsightsLocalAuth"] is True
+    for doc_ in (main(),):
+        assert param_default(doc_, "denyPublicDataNetwork") is False  # dev stays open by default
+    subnets = main()["variables"]["dataSubnetIds"]["value"]["operator"]["operands"]
+    assert subnets["condition"] == "enableVnetIntegration"
+    assert [accessor(v) for v in subnets["true_value"]] == ["network.outputs.appSubnetId"]
+    for name in ("lake", "checkpoints", "keyVault"):
+        params = body(main()["modules"][name])["params"]
+        assert params["denyPublicNetwork"] == "denyPublicDataNetwork", name
+        assert params["allowedSubnetIds"] == "dataSubnetIds", name
+        assert params["allowedIpRanges"] == "allowedIpRanges", name
+    for file, rtype in (("lake", "Microsoft.Storage/storageAccounts"), ("checkpoints", "Microsoft.Storage/storageAccounts"),
+                        ("keyvault", "Microsoft.KeyVault/vaults")):
+        doc = module(file)
+        acls = body(the_resource(doc, rtype)[1])["properties"]["networkAcls"]
+        action = acls["defaultAction"]["operator"]
+        assert action["type"] == "conditional" and action["operands"]["condition"] == "denyPublicNetwork"
+        assert (action["operands"]["true_value"], action["operands"]["false_value"]) == ("Deny", "Allow")
+        assert acls["virtualNetworkRules"]["loop_type"]["detail"]["array_name"] == "allowedSubnetIds"
+        assert acls["ipRules"]["loop_type"]["detail"]["array_name"] == "allowedIpRanges"
+        assert param_default(doc, "denyPublicNetwork") is False
+    _, vnet = the_resource(module("network"), "Microsoft.Network/virtualNetworks")
+    app_subnet = next(s["properties"] for s in body(vnet)["properties"]["subnets"] if s["name"] == "snet-app")
+    assert {e["service"] for e in app_subnet["serviceEndpoints"]} == {"Microsoft.Storage", "Microsoft.KeyVault"}
+    # Entra ID ingestion: the component can refuse keys, the app authenticates as its identity.
+    _, ai = the_resource(module("monitoring"), "Microsoft.Insights/components")
+    assert body(ai)["properties"]["DisableLocalAuth"] == "disableLocalAuth"
+    assert body(main()["modules"]["monitoring"])["params"]["disableLocalAuth"] == "disableAppInsightsLocalAuth"
+    assert app_settings()["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
+        "ClientId=${identityClientId};Authorization=AAD")
+
+
 def test_no_secrets_or_machine_paths_in_infra():
     for path in sorted(INFRA.rglob("*")):
         if not path.is_file():
@@ -646,6 +782,65 @@ def test_no_secrets_or_machine_paths_in_infra():
         assert not re.search(r"AccountKey=[A-Za-z0-9+/]{20,}", text), f"{path}: an account key"
         assert not re.search(r"SharedAccessSignature=|[?&]sig=", text), f"{path}: a SAS"
         assert not re.search(r"(?<![\w.])/(home|root|tmp|work)/", text), f"{path}: a machine-specific path"
+
+
+# ------------------------------------------------------------------------------------------------
+# Azure Developer CLI (azd up)
+# ------------------------------------------------------------------------------------------------
+
+def simple_yaml(text: str) -> dict[str, Any]:
+    """Nested mappings of `key: value` lines (all azure.yaml uses); comments ignored."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        while stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1]
+        if value.strip():
+            parent[key] = value.strip()
+        else:
+            parent[key] = {}
+            stack.append((indent, parent[key]))
+    return root
+
+
+def test_azure_yaml_deploys_the_app_as_a_function_service():
+    spec = simple_yaml((ROOT / "azure.yaml").read_text())
+    assert spec["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
+    (name, service), = spec["services"].items()
+    assert service == {"project": ".", "language": "python", "host": "function"}
+    # azd finds the app by this tag.
+    assert param_default(main(), "azdServiceName") == name
+    assert body(main()["modules"]["functionApp"])["params"]["azdServiceName"] == "azdServiceName"
+    assert param_default(module("functionapp"), "azdServiceName") == name
+    assert f"SERVICE_{name.upper()}_NAME" in main()["outputs"]
+
+
+def test_main_parameters_json_is_what_azd_reads():
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    declared = main()["parameters"]
+    assert set(values) <= set(declared), f"unknown params: {set(values) - set(declared)}"
+    required = {name for name, spec in declared.items() if "default" not in spec}
+    assert required <= set(values)
+    assert values["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert values["location"]["value"] == "${AZURE_LOCATION}"
+    # The Mongo URI only ever comes from the environment, never from a file in the repository.
+    assert values["mongoUri"]["value"] == "${DEPLOY_MONGO_URI}"
+    for output in ("AZURE_LOCATION", "AZURE_TENANT_ID", "AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME"):
+        assert output in main()["outputs"], output
+
+
+def test_environment_names_are_free_form_and_made_fit_for_resource_names():
+    assert "allowed" not in decorators(main(), "environmentName")
+    slug = json.dumps(main()["variables"]["environmentSlug"]["value"])
+    assert "to_lower" in slug and "take" in slug
+    assert main()["variables"]["baseName"]["value"] == "${namePrefix}-${environmentSlug}"
+    assert main()["variables"]["defaultTags"]["value"]["environment"] == "environmentName"
 
 
 # ------------------------------------------------------------------------------------------------

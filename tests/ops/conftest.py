@@ -52,8 +52,9 @@ def call_status() -> tuple[int, dict, str]:
     import azure.functions as func
 
     import function_app
+    from devtools.functions_worker import invoke
 
-    response = function_app.status(func.HttpRequest("GET", "/api/status", body=b""))
+    response = invoke(function_app.status, func.HttpRequest("GET", "/api/status", body=b""))
     assert response.mimetype == "application/json"
     text = response.get_body().decode()
     return response.status_code, json.loads(text), text

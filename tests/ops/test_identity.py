@@ -16,6 +16,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 import function_app
+from devtools.functions_worker import invoke
 from devtools.adls_emulator.server import start_in_thread
 from devtools.managed_identity import ManagedIdentityEndpoint
 from devtools.oauth_azurite import OAuthTableAzurite, self_signed_cert
@@ -93,9 +94,9 @@ def test_a_full_drain_with_managed_identity_for_lake_and_table(client_id, entra_
     with ManagedIdentityEndpoint(client_id=client_id) as identity:
         use_identity(monkeypatch, identity, tls[0])
         app_env(entra_env)
-        function_app.drain(TimerRequest(past_due=False))  # first tick: creates the table, saves the start
+        invoke(function_app.drain, TimerRequest(past_due=False))  # first tick: creates the table, saves the start
         mongo_client[entra_env["MONGO_DB"]].orders.insert_many([{"i": i} for i in range(5)])
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
 
         checkpoint = CheckpointStore(settings).load().checkpoint
         assert checkpoint.seq == 5 and checkpoint.last_run["events"] == 5

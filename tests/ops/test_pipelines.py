@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
 from azure.functions.timer import TimerRequest
 
 import function_app
+from devtools.functions_worker import Context, WorkerLogHandler, invoke
 from shared.drain import RunReport
 from shared.errors import SettingsError
 from shared.pipelines import failure_message, load_pipelines, run_pipelines
@@ -148,11 +150,11 @@ def test_one_failing_pipeline_does_not_stop_the_other(two_pipelines, app_env, mo
     db = mongo_client[json.loads(env["PIPELINES"])[0]["MONGO_DB"]]
     app_env(env)
     with pytest.raises(RuntimeError, match=r"1 of 2 pipelines \(broken\)"):
-        function_app.drain(TimerRequest(past_due=False))  # good saves its starting position
+        invoke(function_app.drain, TimerRequest(past_due=False))  # good saves its starting position
     db.orders.insert_many([{"i": i} for i in range(4)])
     db.audit.insert_many([{"i": i} for i in range(2)])
     with pytest.raises(RuntimeError) as raised:
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
     assert "broken" in str(raised.value) and '"pipeline": "good"' not in str(raised.value)
     assert "terminal" in str(raised.value) and "corrupt" in str(raised.value)
 
@@ -185,6 +187,27 @@ def test_a_settings_error_in_an_entry_fails_the_tick_naming_it(two_pipelines, ap
     entries[1]["MONGO_DB"] = ""
     app_env({**two_pipelines, "PIPELINES": json.dumps(entries)})
     with pytest.raises(SettingsError, match=r"PIPELINES\[1\]\.MONGO_COLL: needs MONGO_DB"):
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
     code, body, _ = call_status()
     assert code == 500 and "PIPELINES[1].MONGO_COLL" in body["error"]["message"]
+
+
+def test_every_pipeline_run_report_reaches_the_host(two_pipelines, app_env):
+    """The worker keeps only records whose thread carries the invocation id: both run reports,
+    logged from the pipelines' threads, must be kept under the timer's invocation."""
+    handler = WorkerLogHandler()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    app_env(two_pipelines)
+    try:
+        with pytest.raises(RuntimeError, match=r"\(broken\)"):
+            invoke(function_app.drain, TimerRequest(past_due=False), context=Context(invocation_id="tick-1"))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    reports = [json.loads(r.getMessage()) for inv, r in handler.kept if r.getMessage().startswith("{")]
+    assert sorted(r["pipeline"] for r in reports) == ["broken", "good"]
+    assert {inv for inv, _ in handler.kept} == {"tick-1"}
+    assert not [r.getMessage() for r in handler.dropped if r.name.startswith("shared")]

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import function_app
+from devtools.functions_worker import invoke
 from shared import telemetry
 from shared.drain import RunReport
 from shared.telemetry import Telemetry
@@ -144,10 +145,10 @@ def test_the_timer_records_every_pipeline(memory, monkeypatch, stack_env, fresh_
              "DRAIN_BUDGET_SECONDS": "20", "PIPELINES": json.dumps(entries),
              "APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION})
     with pytest.raises(RuntimeError):
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
     mongo_client[fresh_db_name].orders.insert_many([{"i": i, "pad": "x" * 100} for i in range(3)])
     with pytest.raises(RuntimeError):
-        function_app.drain(TimerRequest(past_due=False))
+        invoke(function_app.drain, TimerRequest(past_due=False))
 
     found = points(reader)
     good, broken = (("pipeline", "good"),), (("pipeline", "broken"),)
