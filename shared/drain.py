@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout, lifecycle
+from . import layout, lifecycle, runlease
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
@@ -33,7 +33,7 @@ from .errors import DrainError, HistoryLostError, LeaseHeldError, kind_of, redac
 from .failpoints import Failpoints
 from .intent import Intent, Numbering, event_key, gap_key
 from .lake import Lake
-from .runlease import RUN_LEASE_SECONDS, RunLease
+from .runlease import RunLease
 from .settings import Settings
 from .source import ChangeSource, DeadLetter, Position
 
@@ -112,8 +112,8 @@ class _DrainRun:
             state = store.load()
             source = self._source or ChangeSource(settings)
             try:
-                checkpoint = store.acquire(state, self.report.run_id, self.started, RUN_LEASE_SECONDS)
-                lease = RunLease(store, self.clock)
+                checkpoint = store.acquire(state, self.report.run_id, self.started, runlease.RUN_LEASE_SECONDS)
+                lease = RunLease(store, self.clock, runlease.RUN_LEASE_SECONDS, runlease.RENEW_EVERY_SECONDS)
                 lease.start()
                 try:
                     lake = self._lake or Lake(settings, failpoint=self.failpoint)

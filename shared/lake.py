@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 from urllib.parse import urlsplit
@@ -40,7 +39,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.filedatalake import DataLakeLeaseClient, DataLakeServiceClient, FileSystemClient
 
-from . import layout
+from . import invocation, layout
 from .batch import FileState, PendingFile
 from .errors import ErrorContext, LeaseLostError, TerminalError, TransientError, sdk_message
 from .intent import line_key
@@ -67,14 +66,14 @@ def _no_failpoint(name: str) -> None:
 class Deadline:
     """The time (``time.time()``) by which every lake request of a run must have ended."""
 
-    def __init__(self, until: Callable[[], float] | None = None) -> None:
-        self.until = until
+    def __init__(self, until: Callable[[], float] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.until, self.clock = until, clock
 
     def __call__(self, request) -> None:
         """``raw_request_hook``: runs before every attempt (the SDK's retries included)."""
         if self.until is None:
             return
-        left = self.until() - time.time()
+        left = self.until() - self.clock()
         if left < MIN_REQUEST_SECONDS:
             raise LeaseLostError("this run's lease ends before a lake request could finish; it stops writing "
                                  "(the next run continues from the checkpoint)")
@@ -150,7 +149,8 @@ class Lake:
     def _parallel(self, fn, items: list) -> list:
         if len(items) <= 1 or self._max_workers <= 1:
             return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(items)), thread_name_prefix="lake") as pool:
+        # Why invocation.Executor: the Functions host keeps only log records that carry the invocation id
+        with invocation.Executor(max_workers=min(self._max_workers, len(items)), thread_name_prefix="lake") as pool:
             return list(pool.map(fn, items))
 
     # -- the batch -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Callable
 
+from . import invocation
 from .checkpoint import CheckpointStore
 from .errors import DrainError, LeaseLostError
 
@@ -55,10 +56,9 @@ class RunLease:
             raise LeaseLostError(f"pipeline {self._store._pipeline!r}: {self.lost}; this run stops before "
                                  f"{doing} (the next run continues from the checkpoint)")
 
-    def start(self, context: Callable[[Callable[[], None]], Callable[[], None]] | None = None) -> None:
-        target = context(self._loop) if context is not None else self._loop
-        self._thread = threading.Thread(target=target, name="run-lease", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        # Why invocation.start_thread: its warnings must reach the host's log with the invocation id
+        self._thread = invocation.start_thread(self._loop, name="run-lease", daemon=True)
 
     def stop(self) -> None:
         """Stop renewing (before the final commit, which releases the lease)."""

@@ -126,12 +126,22 @@ def test_split_large_events_are_written_as_fragments_with_their_split_event_fiel
         assert len(whole["fullDocument"]["b"]) == 6 * 1024 * 1024
 
 
+def _fail_commands(client, commands: list[str], times: int) -> None:
+    client.admin.command({"configureFailPoint": "failCommand", "mode": {"times": times},
+                          "data": {"failCommands": commands, "errorCode": 10334}})
+
+
+def _fail_off(client) -> None:
+    client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
 @pytest.mark.slow
-def test_an_event_the_server_cannot_deliver_becomes_a_dead_letter(make_failpoint_pipeline, test_commands_mongo):
-    """The server fails the stream's getMore with code 10334 (a server-side failpoint: the way mongod
-    answers an event over 16 MB without $changeStreamSplitLargeEvent). The event is read again
-    without its document fields and written to the collection's dead-letter folder; the stream
-    goes on, and the lake still holds every event exactly once."""
+def test_a_getmore_that_fails_once_with_code_10334_is_read_again_event_by_event(
+        make_failpoint_pipeline, test_commands_mongo):
+    """The server fails one getMore with code 10334 (BSONObjectTooLarge: the way mongod answers a
+    batch holding an event over 16 MB). The run reads from its position again one event per batch
+    to find the event that is too large; here every event then comes through, so no dead letter is
+    written for an event that fits, and the lake holds every event exactly once."""
     pipeline = make_failpoint_pipeline(scope="collection", coll="items")
     coll = pipeline.collection()
     coll.insert_many([{"_id": i, "v": "x" * 100} for i in range(3)])
@@ -139,56 +149,96 @@ def test_an_event_the_server_cannot_deliver_becomes_a_dead_letter(make_failpoint
     assert first.outcome == "caught_up", first.describe()
     # more than the stream's first batch (2000 events), so a getMore follows with events left
     coll.insert_many([{"_id": i, "v": "y"} for i in range(3, 2600)])
-    test_commands_mongo.client.admin.command({
-        "configureFailPoint": "failCommand", "mode": {"times": 1},
-        "data": {"failCommands": ["getMore"], "errorCode": 10334}})
+    _fail_commands(test_commands_mongo.client, ["getMore"], times=1)
     try:
         second = pipeline.drain()
     finally:
-        test_commands_mongo.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+        _fail_off(test_commands_mongo.client)
+    assert second.outcome == "caught_up" and second.report["dead_letters"] == 0, second.describe()
+    pipeline.assert_exactly_once()
+
+
+@pytest.mark.slow
+def test_an_event_the_server_cannot_deliver_becomes_a_dead_letter(make_failpoint_pipeline, test_commands_mongo):
+    """The batch fails (code 10334), and read one event per batch it fails again after the first
+    event: the event after that one is the large one. It is read again without its document
+    fields and written to the collection's dead-letter folder with its own ``_seq``; the stream
+    goes on after it, and the lake still holds every event exactly once."""
+    pipeline = make_failpoint_pipeline(scope="collection", coll="items")
+    coll = pipeline.collection()
+    coll.insert_many([{"_id": i, "v": "x" * 100} for i in range(3)])
+    assert pipeline.drain().outcome == "caught_up"
+    coll.insert_many([{"_id": i, "v": "y"} for i in range(3, 2600)])
+    # getMore 1: the whole batch fails; getMore 2: one event per batch, after the first event
+    _fail_commands(test_commands_mongo.client, ["getMore"], times=2)
+    try:
+        second = pipeline.drain()
+    finally:
+        _fail_off(test_commands_mongo.client)
     assert second.outcome == "caught_up" and second.report["dead_letters"] == 1, second.describe()
     assert "over 16 MB" in second.stderr
     lines = pipeline.assert_exactly_once()
     dead = [d for d in lines if "deadLetter" in d]
     assert len(dead) == 1 and dead[0]["deadLetter"] == {"reason": "BSONObjectTooLarge", "code": 10334}
     assert "/items/_dead_letter/year=" in dead[0]["__path"]
-    assert "fullDocument" not in dead[0] and dead[0]["documentKey"]["_id"] in range(3, 2600)
+    assert "fullDocument" not in dead[0]
+    # read one by one from where the failed batch began, the first event came through and the
+    # second is the one the server could not send: never the first event after the position
+    index = lines.index(dead[0])
+    assert dead[0]["documentKey"]["_id"] > 3 and lines[index - 1]["documentKey"]["_id"] == dead[0]["documentKey"]["_id"] - 1
+
+
+@pytest.mark.slow
+def test_an_event_too_large_first_in_the_stream_does_not_stop_the_pipeline(
+        make_failpoint_pipeline, test_commands_mongo):
+    """The large event is the first after the stored position, so the aggregate that opens the
+    stream fails (its first batch holds it). Opening again one event per batch fails the same way:
+    that event becomes a dead letter, and the run (and every later one) goes on."""
+    pipeline = make_failpoint_pipeline(scope="collection", coll="items")
+    coll = pipeline.collection()
+    assert pipeline.drain().outcome == "caught_up"
+    coll.insert_many([{"_id": i} for i in range(5)])
+    # the opening aggregate fails, and so does the one-event-per-batch reopening; the probe passes
+    _fail_commands(test_commands_mongo.client, ["aggregate"], times=2)
+    try:
+        second = pipeline.drain()
+    finally:
+        _fail_off(test_commands_mongo.client)
+    assert second.outcome == "caught_up" and second.report["dead_letters"] == 1, second.describe()
+    lines = pipeline.assert_exactly_once()
+    assert [("deadLetter" in d, d["documentKey"]["_id"]) for d in lines] == [
+        (True, 0), (False, 1), (False, 2), (False, 3), (False, 4)]
 
 
 class _FakeSource:
-    """A change source whose third event is over 16 MB (code 10334), as mongod reports it."""
+    """A change source whose third event is over 16 MB (code 10334), as mongod reports it: the
+    batch fails, and read one event per batch the third read fails again."""
 
     invalidated = False
 
     def __init__(self, events: list[dict]) -> None:
         self.events = [RawBSONDocument(bson.encode(e)) for e in events]
         self.at = 0
-        self.failed = False
-        self.skipped_from = None
 
-    def open(self, position, start_at):
+    def open(self, position):
         pass
 
     def next_event(self):
-        from shared.errors import EventTooLargeError
+        from shared.source import DeadLetter
 
-        if self.at == 2 and not self.failed:
-            self.failed = True
-            error = EventTooLargeError("reading the change stream: the next event is over 16 MB (code 10334)")
-            error.code = 10334
-            raise error
+        if self.at == 2:
+            event = bson.decode(self.events[self.at].raw)
+            for key in ("fullDocument", "updateDescription", "fullDocumentBeforeChange"):
+                event.pop(key, None)
+            self.at += 1
+            raise DeadLetter(RawBSONDocument(bson.encode(event)), 10334)
         if self.at >= len(self.events):
             return None
         self.at += 1
         return self.events[self.at - 1]
 
-    def skip_too_large(self, after):
-        self.skipped_from = after
-        event = bson.decode(self.events[self.at].raw)
-        for key in ("fullDocument", "updateDescription", "fullDocumentBeforeChange"):
-            event.pop(key, None)
-        self.at += 1
-        return RawBSONDocument(bson.encode(event))
+    def server_time(self):
+        return Timestamp(int(dt.datetime.now(dt.timezone.utc).timestamp()), 1)
 
     def position(self):
         from shared.source import Position, token_text
@@ -208,7 +258,6 @@ def test_a_too_large_event_from_a_fake_source_is_dead_lettered_in_order(make_pip
     source = _FakeSource(events)
     report = pipeline.drain_in_process(source=source)
     assert report.outcome == "caught_up" and report.dead_letters == 1 and report.events == 5, report
-    assert source.skipped_from.token == '{"_data": "0001"}'
     lines = pipeline.lake_lines()
     assert [(d["_seq"], d["documentKey"]["_id"], "deadLetter" in d) for d in lines] == [
         (1, 0, False), (2, 1, False), (3, 2, True), (4, 3, False), (5, 4, False)]
