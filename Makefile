@@ -24,7 +24,7 @@ $(PY):
 	@test -n "$(PYTHON)" || { echo "python3.11 (or python3) not found" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(VENV_STAMP): requirements.txt requirements-dev.txt native/extjson/setup.py native/extjson/_bronze_extjson.c | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
