@@ -412,3 +412,27 @@ def test_dates_are_iso_strings_in_relaxed_mode_only_between_1970_and_9999():
         "c": DatetimeMS(253402300800000)}), 1)
     assert b'"2024-05-06T07:08:09.010Z"' in line
     assert line.count(b'"$numberLong"') == 2
+
+
+# -- damaged BSON ---------------------------------------------------------------------------------
+_ENCODABLE = event_with({k: v for k, v in EVERY_TYPE.items()
+                         if not k.startswith(("decimal_nan", "decimal_inf", "decimal_snan", "decimal_neg"))})
+
+
+@given(st.lists(st.tuples(st.integers(0, len(_ENCODABLE) - 1), st.integers(0, 255)), min_size=1, max_size=3),
+       st.one_of(st.none(), st.integers(0, len(_ENCODABLE))))
+@settings(max_examples=1000, deadline=None)
+def test_the_c_extension_declines_or_matches_json_util_on_damaged_bson(changes, cut):
+    # Bytes changed or cut anywhere: it never writes a line for BSON pymongo refuses, and any line it
+    # writes holds what json_util writes (in the app, a declined event takes the json_util path).
+    raw = bytearray(_ENCODABLE)
+    for position, value in changes:
+        raw[position] = value
+    raw = bytes(raw[:cut] if cut is not None else raw)
+    for mode in ("relaxed", "canonical"):
+        line = encode._bronze_extjson.encode(raw, 5, mode == "canonical")
+        if line is None:
+            continue
+        expected = bson.decode(with_seq(raw, 5), codec_options=EVENT_OPTIONS)
+        reference = json_util.dumps(expected, json_options=encode._JSON_OPTIONS[mode])
+        same(read_line(reference), read_line(line), relaxed=False)
