@@ -57,7 +57,7 @@ soak: $(VENV_STAMP) $(NODE_STAMP) ## Longer crash soak: SOAK_RUNS (default 500) 
 demo: services ## Start the stack, write changes, drain them, show the files
 	$(PY) -m devtools.demo
 
-bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1); see BENCHMARKS.md
+bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1 BENCH_MIXES=default,rich); see BENCHMARKS.md
 	$(PY) -m bench
 
 clean: ## Stop the services and delete .local/ (their data, logs and stack.env)
