@@ -163,7 +163,8 @@ def run_app(config: dict) -> dict:
     if report.outcome != "caught_up":
         raise RuntimeError(f"the app's drain ended {report.outcome}: {report.error}")
     return {
-        "events": report.events, "seconds": seconds, "cpu_seconds": cpu_seconds, "bytes": report.bytes, "files": report.files,
+        "events": report.events, "seconds": seconds, "cpu_seconds": cpu_seconds, "bytes": report.bytes,
+        "files": report.files,
         "partitions": report.partitions, "commits": report.commits, "storage": stats,
         "table_requests": transport.requests, "table_requests_by_store": report.table_requests,
         "baseline_rss_mib": baseline, "max_buffer_bytes": settings.max_buffer_bytes,

@@ -79,19 +79,21 @@ def _text(rng: random.Random, low: int, high: int) -> str:
     out: list[str] = []
     length = 0
     while length < size:
-        word = rng.choice(_WORDS) if rng.random() < 0.9 else rng.choice(("Zürich", "naïve", "東京", "€100", "\"q\""))
+        word = rng.choice(_WORDS) if rng.random() < 0.9 else rng.choice(_OTHER_WORDS)
         out.append(word)
         length += len(word) + 1
     return " ".join(out)[:size]
 
 
+_OTHER_WORDS = ("Zürich", "naïve", "東京", "€100", '"q"')
 _MAX_DATETIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 
 def make_rich_document(rng: random.Random, n: int, after_9999: bool = True) -> dict:
     """One document of about 1 KB that uses every BSON type, in proportions seen in real data: most
     fields are strings, numbers and dates; each rarer type turns up in some of the documents.
-    ``after_9999=False`` keeps the far-future dates at the year 9999 (for a server that refuses later ones)."""
+    ``after_9999=False`` keeps the far-future dates in the year 9999 (for a server that refuses later
+    ones)."""
     created = _EPOCH + timedelta(seconds=rng.randrange(0, 5 * 365 * 86400), milliseconds=rng.randrange(1000))
     doc: dict = {
         "_id": ObjectId(),
@@ -108,7 +110,8 @@ def make_rich_document(rng: random.Random, n: int, after_9999: bool = True) -> d
         "version": Timestamp(1_700_000_000 + rng.randrange(10**7), rng.randrange(1, 100)),
         "flags": [rng.random() < 0.5 for _ in range(3)],
         "events": [
-            {"at": created + timedelta(minutes=i), "kind": rng.choice(_WORDS), "value": rng.randrange(-500, 500),
+            {"at": created + timedelta(minutes=i), "kind": rng.choice(_WORDS),
+             "value": rng.randrange(-500, 500),
              "items": [{"sku": f"S{rng.randrange(10**6)}", "qty": Int64(rng.randrange(1, 9))}
                        for _ in range(rng.randrange(1, 3))]}
             for i in range(rng.randrange(1, 4))
@@ -120,10 +123,13 @@ def make_rich_document(rng: random.Random, n: int, after_9999: bool = True) -> d
     if rng.random() < 0.3:
         doc["filter"] = Regex(f"^{rng.choice(_WORDS)}[0-9]+$", rng.choice(("", "i", "im", "imsx")))
     if rng.random() < 0.2:  # far-future expiry, beyond what a datetime holds
-        doc["expires"] = DatetimeMS(_MAX_DATETIME_MS + (rng.randrange(1, 10**12) if after_9999 else -rng.randrange(10**9)))
+        offset = rng.randrange(1, 10**12) if after_9999 else -rng.randrange(10**9)
+        doc["expires"] = DatetimeMS(_MAX_DATETIME_MS + offset)
     if rng.random() < 0.1:
-        doc["hook"] = Code("function (doc) { return doc.n > x; }", {"x": rng.randrange(10)}) if rng.random() < 0.5 \
-            else Code("function () { return 1; }")
+        if rng.random() < 0.5:
+            doc["hook"] = Code("function (doc) { return doc.n > x; }", {"x": rng.randrange(10)})
+        else:
+            doc["hook"] = Code("function () { return 1; }")
     if rng.random() < 0.05:
         doc["range"] = {"low": MinKey(), "high": MaxKey()}
     if rng.random() < 0.1:

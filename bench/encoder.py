@@ -72,9 +72,12 @@ def compare(uri: str, token: str, limit: int) -> dict:
             for seq, raw in enumerate(raws, 1):
                 encoder.encode(raw, seq)
 
-        app_rate, ref_rate, py_rate = _best_rate(app, raws), _best_rate(reference, raws), _best_rate(pure_python, raws)
+        app_rate, ref_rate = _best_rate(app, raws), _best_rate(reference, raws)
+        py_rate = _best_rate(pure_python, raws)
         result[mode] = {"app_events_per_s": round(app_rate), "json_util_events_per_s": round(ref_rate),
                         "ratio": round(app_rate / ref_rate, 2), "same_values": same,
-                        "c_extension": encoder._native is not None, "slow_path_events": encoder.slow_path_events,
-                        "pure_python_events_per_s": round(py_rate), "pure_python_ratio": round(py_rate / ref_rate, 2)}
+                        "c_extension": encoder._native is not None,
+                        "slow_path_events": encoder.slow_path_events,
+                        "pure_python_events_per_s": round(py_rate),
+                        "pure_python_ratio": round(py_rate / ref_rate, 2)}
     return result

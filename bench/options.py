@@ -30,7 +30,8 @@ def change_event(rng: random.Random, n: int, doc: dict) -> bytes:
     return bson.encode({
         "_id": {"_data": "82" + f"{rng.getrandbits(240):060X}"}, "operationType": "insert",
         "clusterTime": Timestamp(1_700_000_000 + n, 1), "wallTime": datetime.now(timezone.utc),
-        "fullDocument": doc, "ns": {"db": "bench", "coll": f"c{n % 10:02d}"}, "documentKey": {"_id": doc["_id"]},
+        "fullDocument": doc, "ns": {"db": "bench", "coll": f"c{n % 10:02d}"},
+        "documentKey": {"_id": doc["_id"]},
     })
 
 
@@ -91,7 +92,8 @@ def contenders(mode: str) -> list[tuple[str, object, bool]]:
 def exact(fn, raws: list[bytes], mode: str) -> bool:
     for seq, raw in enumerate(raws, 1):
         line = fn(raw, seq)
-        if bson.encode(encode.read_line(line)) != bson.encode(encode.read_line(json_util_line(raw, seq, mode))):
+        reference = json_util_line(raw, seq, mode)
+        if bson.encode(encode.read_line(line)) != bson.encode(encode.read_line(reference)):
             return False
     return True
 
@@ -109,7 +111,8 @@ def rate(fn, raws: list[bytes], repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.options", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000, help="events per mix (default 10000)")
-    parser.add_argument("--repeat", type=int, default=3, help="passes per contender; the best is shown (default 3)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="passes per contender; the best is shown (default 3)")
     args = parser.parse_args(argv)
     print("| mix | mode | way | events/s | / json_util | exact |")
     print("|---|---|---|---|---|---|")
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             reference = rows[0][1]
             for name, value, same in rows:
                 mark = "-" if same is None else ("yes" if same else "NO")
-                print(f"| {mix} | {mode} | {name} | {value:,.0f} | {value / reference:.2f} | {mark} |", flush=True)
+                print(f"| {mix} | {mode} | {name} | {value:,.0f} | {value / reference:.2f} | {mark} |",
+                      flush=True)
     return 0
 
 
