@@ -24,7 +24,7 @@ $(PY):
 	@test -n "$(PYTHON)" || { echo "python3.11 (or python3) not found" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(VENV_STAMP): requirements.txt requirements-dev.txt native/extjson/setup.py native/extjson/_bronze_extjson.c | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -60,7 +60,7 @@ soak: $(VENV_STAMP) $(NODE_STAMP) ## Longer crash soak: SOAK_RUNS (default 500) 
 demo: services ## Start the stack, write changes, drain them, show the files
 	$(PY) -m devtools.demo
 
-bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1); see BENCHMARKS.md
+bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1 BENCH_MIXES=default,rich); see BENCHMARKS.md
 	$(PY) -m bench
 
 clean: ## Stop the services and delete .local/ (their data, logs and stack.env)

@@ -2,13 +2,18 @@
 
 One run, on a private local stack (free ports, a temporary directory, stopped at the end):
 
+for each document mix (``--mixes``: ``default`` and ``rich``, see ``bench/data.py``):
+
 1. preload a backlog of change events (``--events``, default 100,000, times ``--scale``) into
    SecantusDB after a recorded resume token;
-2. drain it with pymongo ``watch()`` alone (the ceiling), with this app's ``run_drain`` into the
-   ADLS emulator, and with the seed's one-append-per-event script (on a sample); each in its own
-   process, ``--repeat`` times alternately (the best run is shown: the machine may be shared);
-3. compare the app's encoder with ``bson.json_util`` on the same events;
-4. print a table and write ``bench/results/latest.json``.
+2. drain it with pymongo ``watch()`` over ``RawBSONDocument`` (decodes nothing: the stream's own
+   limit), with a plain ``watch()`` that decodes every event, with this app's ``run_drain`` into
+   the ADLS emulator, and (default mix) with the seed's one-append-per-event script on a sample;
+   each in its own process, ``--repeat`` times alternately (the best run is shown: the machine may
+   be shared), with its wall time, process CPU time and peak RSS;
+3. compare the app's encoder with ``bson.json_util`` on the same events, both modes;
+
+then print a table per mix and write ``bench/results/latest.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder-events", type=int, default=20_000, help="events for the encoder micro-benchmark")
     parser.add_argument("--repeat", type=int, default=int(env.get("BENCH_REPEAT") or 2),
                         help="runs of the raw drain and the app, alternately; the best is shown (default 2)")
+    parser.add_argument("--mixes", default=env.get("BENCH_MIXES") or "default,rich",
+                        help="document mixes, comma-separated (env BENCH_MIXES; default 'default,rich')")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
 
@@ -58,7 +65,7 @@ def machine() -> dict:
 
     return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
             "platform": platform.platform(), "pymongo": pymongo.version, "bson_c": bson.has_c(),
-            "orjson": orjson.__version__}
+            "orjson": orjson.__version__, "loadavg": os.getloadavg()}
 
 
 def start_stack(base: Path, oplog_entries: int, log):
@@ -93,40 +100,50 @@ def run_contender(name: str, config_path: Path) -> dict:
     return result
 
 
-def summarize(raw: dict, app: dict, seed: dict, enc: dict, backlog: dict) -> dict:
+def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict) -> dict:
     def rate(r):
         return r["events"] / r["seconds"]
 
+    def cpu_us(r):
+        return r["cpu_seconds"] / r["events"] * 1e6
+
     app_storage = app["storage"].get("total", 0)
-    seed_storage = seed["storage"].get("total", 0)
     rows = {
+        "raw_bson_drain": {"events": raw_bson["events"], "events_per_s": rate(raw_bson), "mb_per_s": None,
+                           "cpu_us_per_event": cpu_us(raw_bson), "storage_requests_per_1000": None,
+                           "table_requests": None, "peak_rss_mib": raw_bson["peak_rss_mib"]},
         "raw_drain": {"events": raw["events"], "events_per_s": rate(raw), "mb_per_s": None,
-                      "storage_requests_per_1000": None, "table_requests": None, "peak_rss_mib": raw["peak_rss_mib"]},
+                      "cpu_us_per_event": cpu_us(raw), "storage_requests_per_1000": None, "table_requests": None,
+                      "peak_rss_mib": raw["peak_rss_mib"]},
         "app_drain": {"events": app["events"], "events_per_s": rate(app), "mb_per_s": app["bytes"] / app["seconds"] / 1e6,
-                      "storage_requests_per_1000": app_storage / app["events"] * 1000,
+                      "cpu_us_per_event": cpu_us(app), "storage_requests_per_1000": app_storage / app["events"] * 1000,
                       "table_requests": app["table_requests"], "peak_rss_mib": app["peak_rss_mib"]},
-        "seed_per_event": {"events": seed["events"], "events_per_s": rate(seed),
-                           "mb_per_s": seed["bytes"] / seed["seconds"] / 1e6,
-                           "storage_requests_per_1000": seed_storage / seed["events"] * 1000,
-                           "table_requests": seed["table_requests"], "peak_rss_mib": seed["peak_rss_mib"]},
     }
+    ratios = {
+        "app_over_raw": rate(app) / rate(raw),
+        "app_over_raw_bson": rate(app) / rate(raw_bson),
+        "encoder_relaxed_over_json_util": enc["relaxed"]["ratio"],
+        "encoder_canonical_over_json_util": enc["canonical"]["ratio"],
+        "encoder_relaxed_over_raw_drain": enc["relaxed"]["app_events_per_s"] / rate(raw),
+    }
+    if seed is not None:
+        seed_storage = seed["storage"].get("total", 0)
+        rows["seed_per_event"] = {"events": seed["events"], "events_per_s": rate(seed),
+                                  "mb_per_s": seed["bytes"] / seed["seconds"] / 1e6, "cpu_us_per_event": None,
+                                  "storage_requests_per_1000": seed_storage / seed["events"] * 1000,
+                                  "table_requests": seed["table_requests"], "peak_rss_mib": seed["peak_rss_mib"]}
+        ratios["app_over_seed"] = rate(app) / rate(seed)
+        ratios["seed_requests_over_app_requests"] = (rows["seed_per_event"]["storage_requests_per_1000"]
+                                                     / rows["app_drain"]["storage_requests_per_1000"])
     flushes = app["storage"].get("append", 0) + app["storage"].get("flush", 0)
     return {
         "rows": rows,
-        "ratios": {
-            "app_over_raw": rate(app) / rate(raw),
-            "app_over_seed": rate(app) / rate(seed),
-            "seed_requests_over_app_requests": rows["seed_per_event"]["storage_requests_per_1000"]
-            / rows["app_drain"]["storage_requests_per_1000"],
-            "encoder_relaxed_over_json_util": enc["relaxed"]["ratio"],
-            "encoder_canonical_over_json_util": enc["canonical"]["ratio"],
-            "encoder_relaxed_over_raw_drain": enc["relaxed"]["app_events_per_s"] / rate(raw),
-        },
+        "ratios": ratios,
         "storage": {
             "app_requests": app["storage"], "app_files_written": app["files"], "app_partitions": app["partitions"],
             "app_commits": app["commits"],
             "append_flush_per_file_commit": flushes / max(1, app["files"]),
-            "seed_requests": seed["storage"],
+            "seed_requests": seed["storage"] if seed is not None else None,
         },
         "memory": {"max_buffer_mib": app["max_buffer_bytes"] / 2**20, "app_peak_rss_mib": app["peak_rss_mib"],
                    "app_baseline_rss_mib": app["baseline_rss_mib"],
@@ -134,32 +151,44 @@ def summarize(raw: dict, app: dict, seed: dict, enc: dict, backlog: dict) -> dic
     }
 
 
-def table(summary: dict, enc: dict, backlog: dict) -> str:
+def table(mix: str, summary: dict, enc: dict, backlog: dict) -> str:
     def num(value, digits=0):
         return "-" if value is None else f"{value:,.{digits}f}"
 
     rows = summary["rows"]
-    names = {"raw_drain": "raw drain: pymongo watch(), decoded, nothing written",
-             "app_drain": "this app: run_drain -> ADLS emulator, committed",
-             "seed_per_event": f"seed script: append+flush+token per event ({rows['seed_per_event']['events']:,} sample)"}
-    out = [f"backlog: {backlog['events']:,} change events ({backlog['inserts']:,} inserts, {backlog['updates']:,} "
-           f"updates, {backlog['deletes']:,} deletes) over 20 collections in 2 databases",
+    names = {"raw_bson_drain": "raw-BSON ceiling: watch() over RawBSONDocument, nothing decoded",
+             "raw_drain": "plain watch(): pymongo, decoded to dicts, nothing written",
+             "app_drain": "this app: run_drain -> ADLS emulator, committed"}
+    if "seed_per_event" in rows:
+        names["seed_per_event"] = f"seed script: append+flush+token per event ({rows['seed_per_event']['events']:,} sample)"
+    spread = ("20 collections in 2 databases" if mix == "default" else "10 collections of 1 database")
+    out = [f"mix {mix!r}: {backlog['events']:,} change events ({backlog['inserts']:,} inserts, {backlog['updates']:,} "
+           f"updates, {backlog['deletes']:,} deletes) over {spread}, {backlog['bytes'] / max(1, backlog['inserts']):,.0f} "
+           "B of BSON per inserted document",
            "",
-           f"| {'contender':<66} | {'events':>8} | {'events/s':>9} | {'MB/s JSONL':>10} | "
+           f"| {'contender':<66} | {'events':>8} | {'events/s':>9} | {'CPU us/event':>12} | {'MB/s JSONL':>10} | "
            f"{'storage req/1k ev':>17} | {'Table req/run':>13} | {'peak RSS MiB':>12} |",
-           f"|{'-' * 68}|{'-' * 10}|{'-' * 11}|{'-' * 12}|{'-' * 19}|{'-' * 15}|{'-' * 14}|"]
+           f"|{'-' * 68}|{'-' * 10}|{'-' * 11}|{'-' * 14}|{'-' * 12}|{'-' * 19}|{'-' * 15}|{'-' * 14}|"]
     for key, row in rows.items():
         out.append(f"| {names[key]:<66} | {row['events']:>8,} | {num(row['events_per_s']):>9} | "
-                   f"{num(row['mb_per_s'], 1):>10} | {num(row['storage_requests_per_1000'], 1):>17} | "
-                   f"{num(row['table_requests']):>13} | {num(row['peak_rss_mib'], 1):>12} |")
+                   f"{num(row['cpu_us_per_event'], 1):>12} | {num(row['mb_per_s'], 1):>10} | "
+                   f"{num(row['storage_requests_per_1000'], 1):>17} | {num(row['table_requests']):>13} | "
+                   f"{num(row['peak_rss_mib'], 1):>12} |")
     r = summary["ratios"]
     s = summary["storage"]
     m = summary["memory"]
     out += [
         "",
-        f"app / raw drain:            {r['app_over_raw']:.2f}   (target >= 0.9)",
-        f"app / seed script:          {r['app_over_seed']:,.0f}x events/s",
-        f"storage requests, seed/app: {r['seed_requests_over_app_requests']:,.0f}x fewer per 1,000 events (target >= 100)",
+        f"app / plain watch():        {r['app_over_raw']:.2f}   (target >= 1.0, floor 0.9)",
+        f"app / raw-BSON ceiling:     {r['app_over_raw_bson']:.2f}",
+        f"app CPU per event:          {rows['app_drain']['cpu_us_per_event']:.1f} us (process CPU time of the drain / events;"
+        " target <= 25 on the default mix)",
+    ]
+    if "app_over_seed" in r:
+        out += [f"app / seed script:          {r['app_over_seed']:,.0f}x events/s",
+                f"storage requests, seed/app: {r['seed_requests_over_app_requests']:,.0f}x fewer per 1,000 events "
+                "(target >= 100)"]
+    out += [
         f"app storage requests:       {s['app_requests']}; {s['app_files_written']} file writes in "
         f"{s['app_commits']} commits over {s['app_partitions']} partitions = "
         f"{s['append_flush_per_file_commit']:.2f} append+flush per file per commit (target <= 2)",
@@ -172,61 +201,87 @@ def table(summary: dict, enc: dict, backlog: dict) -> str:
     for mode in ("relaxed", "canonical"):
         e = enc[mode]
         out.append(f"  {mode:<9} app {e['app_events_per_s']:>9,} events/s   json_util {e['json_util_events_per_s']:>7,} "
-                   f"events/s   ratio {e['ratio']:.2f} (target >= 3)   same values: {e['same_values']}")
-    out.append(f"  relaxed encoder / raw drain: {r['encoder_relaxed_over_raw_drain']:.2f} (target >= 1.5)")
+                   f"events/s   ratio {e['ratio']:.2f} (targets >= 60,000/s and >= 3)   same values: {e['same_values']}")
+    for mode in ("relaxed", "canonical"):
+        e = enc[mode]
+        out.append(f"  {mode:<9} pure-Python paths (no C extension) {e['pure_python_events_per_s']:>7,} events/s, "
+                   f"ratio {e['pure_python_ratio']:.2f}")
+    out.append(f"  relaxed encoder / plain watch(): {r['encoder_relaxed_over_raw_drain']:.2f}")
     return "\n".join(out)
+
+
+CONTENDERS = ("raw_bson", "raw", "app")
+
+
+def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
+    """Preload one mix after the current position, then drain it with every contender."""
+    from bench.data import preload
+
+    log(f"[{mix}] preloading {events:,} change events ...")
+    backlog = preload(stack.settings()["MONGO_URI"], events, log=log, mix=mix)
+    log(f"[{mix}] preloaded in {backlog.seconds:.1f} s")
+    config = {"env": stack.settings(), "start_token": backlog.start_token, "events": backlog.events,
+              "seed_events": min(args.seed_events, backlog.events),
+              "encoder_events": min(args.encoder_events, backlog.events)}
+    config_path = tmp_path / f"config-{mix}.json"
+    config_path.write_text(json.dumps(config))
+    runs: dict[str, list] = {name: [] for name in CONTENDERS}
+    for i in range(max(1, args.repeat)):
+        for name in CONTENDERS:
+            log(f"[{mix}] run {i + 1}: {name} drain ...")
+            result = run_contender(name, config_path)
+            log(f"  {result['events']:,} events in {result['seconds']:.2f} s "
+                f"({result['events'] / result['seconds']:,.0f}/s), CPU {result['cpu_seconds']:.2f} s, "
+                f"peak RSS {result['peak_rss_mib']} MiB")
+            if result["events"] != backlog.events:
+                raise RuntimeError(f"{name} drained {result['events']} events, expected {backlog.events}")
+            runs[name].append(result)
+    seed = None
+    if mix == "default" and args.seed_events > 0:
+        log(f"[{mix}] seed script on {config['seed_events']:,} events ...")
+        seed = run_contender("seed", config_path)
+    log(f"[{mix}] encoder micro-benchmark ...")
+    enc = run_contender("encoder", config_path)
+    best = {name: max(results, key=lambda r: r["events"] / r["seconds"]) for name, results in runs.items()}
+    summary = summarize(best["raw_bson"], best["raw"], best["app"], seed, enc)
+    summary["memory"]["app_peak_rss_mib_all_runs"] = max(r["peak_rss_mib"] for r in runs["app"])
+    backlog_dict = {k: v for k, v in backlog.as_dict().items() if k != "start_token"}
+    return {"backlog": backlog_dict, "summary": summary, "encoder": enc, "runs": runs, "seed": seed,
+            "table": table(mix, summary, enc, backlog_dict)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
-    from bench.data import preload
+    from bench.data import MIXES
 
+    mixes = [m.strip() for m in args.mixes.split(",") if m.strip()]
+    unknown = set(mixes) - set(MIXES)
+    if unknown:
+        raise SystemExit(f"unknown mix(es) {sorted(unknown)}; known: {sorted(MIXES)}")
     events = int(args.events * args.scale)
     log = lambda message: print(message, flush=True)  # noqa: E731
     info = machine()
-    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}")
+    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, load average {info['loadavg']}")
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp_path = Path(tmp)
         log("starting a private local stack ...")
-        stack = start_stack(tmp_path / "stack", max(1_000_000, 3 * events), log)
+        stack = start_stack(tmp_path / "stack", max(1_000_000, 3 * events * len(mixes)), log)
         try:
-            log(f"preloading {events:,} change events ...")
-            backlog = preload(stack.settings()["MONGO_URI"], events, log=log)
-            log(f"preloaded in {backlog.seconds:.1f} s")
-            config = {"env": stack.settings(), "start_token": backlog.start_token, "events": backlog.events,
-                      "seed_events": min(args.seed_events, backlog.events),
-                      "encoder_events": min(args.encoder_events, backlog.events)}
-            config_path = tmp_path / "config.json"
-            config_path.write_text(json.dumps(config))
-            runs: dict[str, list] = {"raw": [], "app": []}
-            for i in range(max(1, args.repeat)):
-                for name in ("raw", "app"):
-                    log(f"run {i + 1}: {name} drain ...")
-                    result = run_contender(name, config_path)
-                    log(f"  {result['events']:,} events in {result['seconds']:.2f} s "
-                        f"({result['events'] / result['seconds']:,.0f}/s), peak RSS {result['peak_rss_mib']} MiB")
-                    if result["events"] != backlog.events:
-                        raise RuntimeError(f"{name} drained {result['events']} events, expected {backlog.events}")
-                    runs[name].append(result)
-            log(f"seed script on {config['seed_events']:,} events ...")
-            seed = run_contender("seed", config_path)
-            log("encoder micro-benchmark ...")
-            enc = run_contender("encoder", config_path)
+            for mix in mixes:
+                results[mix] = bench_mix(mix, stack, args, tmp_path, events, log)
         finally:
             log("stopping the stack ...")
             stack.stop()
-    best = {name: max(results, key=lambda r: r["events"] / r["seconds"]) for name, results in runs.items()}
-    summary = summarize(best["raw"], best["app"], seed, enc, backlog.as_dict())
-    summary["memory"]["app_peak_rss_mib_all_runs"] = max(r["peak_rss_mib"] for r in runs["app"])
-    text = table(summary, enc, backlog.as_dict())
+    text = "\n\n".join(r["table"] for r in results.values())
     print()
     print(text)
+    info["loadavg_after"] = os.getloadavg()
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info,
               "args": {"events": args.events, "scale": args.scale, "seed_events": args.seed_events,
-                       "repeat": args.repeat},
-              "backlog": {k: v for k, v in backlog.as_dict().items() if k != "start_token"},
-              "summary": summary, "encoder": enc, "runs": runs, "seed": seed, "table": text}
+                       "repeat": args.repeat, "mixes": mixes},
+              "mixes": results, "table": text}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwritten: {os.path.relpath(args.output, Path.cwd())}")

@@ -1,9 +1,10 @@
 """The contenders, each run in its own process so its peak RSS is its own:
 
-    python -m bench.contenders raw|app|seed|encoder CONFIG.json   -> one JSON object on stdout
+    python -m bench.contenders raw_bson|raw|app|seed|encoder CONFIG.json   -> one JSON object on stdout
 
 CONFIG holds the stack's settings (``env``), the recorded start position (``start_token``) and the
-backlog size. Timings cover the drain only (clients connected, imports done beforehand).
+backlog size. Timings cover the drain only (clients connected, imports done beforehand); ``cpu_seconds``
+is the process's CPU time (every thread) over the same span.
 """
 
 from __future__ import annotations
@@ -65,15 +66,15 @@ def table_client(conn: str, table: str) -> tuple:
     return service.get_table_client(table), transport
 
 
-# -- raw drain ----------------------------------------------------------------------------------
-def run_raw(config: dict) -> dict:
+# -- raw drains ---------------------------------------------------------------------------------
+def run_raw(config: dict, document_class=dict) -> dict:
     """pymongo ``watch()`` alone: every event decoded to a dict, nothing written."""
     import pymongo
 
     from shared.source import Position
 
     settings = app_settings(config, "raw")
-    client = pymongo.MongoClient(config["env"]["MONGO_URI"])
+    client = pymongo.MongoClient(config["env"]["MONGO_URI"], document_class=document_class)
     options = Position("resume_after", config["start_token"]).watch_options()
     # the same events as the app asks for: its defaults (post-images by lookup, pre-images when
     # available) and its batch size
@@ -82,13 +83,21 @@ def run_raw(config: dict) -> dict:
     client.admin.command("ping")
     baseline = current_rss_mib()
     events = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with client.watch(max_await_time_ms=MAX_AWAIT_MS, **options) as stream:
         while stream.try_next() is not None:
             events += 1
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     client.close()
-    return {"events": events, "seconds": seconds, "baseline_rss_mib": baseline}
+    return {"events": events, "seconds": seconds, "cpu_seconds": cpu_seconds, "baseline_rss_mib": baseline}
+
+
+def run_raw_bson(config: dict) -> dict:
+    """pymongo ``watch()`` over ``RawBSONDocument``: nothing decoded, nothing written; the most a
+    change stream gives a Python client, the ceiling for any app that reads it."""
+    from bson.raw_bson import RawBSONDocument
+
+    return run_raw(config, document_class=RawBSONDocument)
 
 
 # -- this app -----------------------------------------------------------------------------------
@@ -147,14 +156,15 @@ def run_app(config: dict) -> dict:
     control = EmulatorControl(settings.adls_account_url)
     control.reset_stats()
     baseline = current_rss_mib()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     report = run_drain(settings, env={}, lake=lake, store=store)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     stats = control.stats()
     if report.outcome != "caught_up":
         raise RuntimeError(f"the app's drain ended {report.outcome}: {report.error}")
     return {
-        "events": report.events, "seconds": seconds, "bytes": report.bytes, "files": report.files,
+        "events": report.events, "seconds": seconds, "cpu_seconds": cpu_seconds, "bytes": report.bytes,
+        "files": report.files,
         "partitions": report.partitions, "commits": report.commits, "storage": stats,
         "table_requests": transport.requests, "table_requests_by_store": report.table_requests,
         "baseline_rss_mib": baseline, "max_buffer_bytes": settings.max_buffer_bytes,
@@ -187,7 +197,7 @@ def run_encoder(config: dict) -> dict:
     return compare(config["env"]["MONGO_URI"], config["start_token"], config["encoder_events"])
 
 
-RUNNERS = {"raw": run_raw, "app": run_app, "seed": run_seed, "encoder": run_encoder}
+RUNNERS = {"raw_bson": run_raw_bson, "raw": run_raw, "app": run_app, "seed": run_seed, "encoder": run_encoder}
 
 
 def main(argv: list[str]) -> int:

@@ -1,17 +1,29 @@
-"""The backlog every contender drains: about 1 KB documents, inserts, updates and deletes over
-20 collections in 2 databases, written after a recorded change-stream position."""
+"""The backlogs every contender drains, written after a recorded change-stream position: about
+1 KB documents, 70% inserts, 20% updates, 10% deletes. Two mixes:
+
+* ``default``: order-like documents with the common types, over 20 collections in 2 databases;
+* ``rich``: documents that use every BSON type in realistic proportions (Binary of every common
+  subtype and UUIDs, Regex, dates before 1970 and after 9999, Timestamp, Code with and without
+  scope, MinKey/MaxKey, DBRef, Decimal128, Int64 beyond 2**53, nested arrays of documents, strings
+  of 50 to 900 characters), over 10 collections of one database.
+"""
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import bson
 import pymongo
-from bson import Decimal128, Int64, ObjectId
+import pymongo.errors
+from bson import Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.binary import Binary, UuidRepresentation
+from bson.datetime_ms import DatetimeMS
 from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, UpdateOne
 
@@ -20,6 +32,7 @@ from shared.source import token_text
 DATABASES = ("bench_orders", "bench_catalog")
 COLLECTIONS_PER_DB = 10
 NAMESPACES = tuple((db, f"c{i:02d}") for db in DATABASES for i in range(COLLECTIONS_PER_DB))
+RICH_NAMESPACES = tuple(("bench_rich", f"c{i:02d}") for i in range(10))
 CHUNK = 500  # documents per insert_many / bulk_write, rotating over the collections
 
 _WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
@@ -60,6 +73,85 @@ def make_document(rng: random.Random, n: int) -> dict:
     }
 
 
+def _text(rng: random.Random, low: int, high: int) -> str:
+    """Words (with some non-ASCII ones) making a string of ``low`` to ``high`` characters."""
+    size = rng.randrange(low, high + 1)
+    out: list[str] = []
+    length = 0
+    while length < size:
+        word = rng.choice(_WORDS) if rng.random() < 0.9 else rng.choice(_OTHER_WORDS)
+        out.append(word)
+        length += len(word) + 1
+    return " ".join(out)[:size]
+
+
+_OTHER_WORDS = ("Zürich", "naïve", "東京", "€100", '"q"')
+_MAX_DATETIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def make_rich_document(rng: random.Random, n: int, after_9999: bool = True) -> dict:
+    """One document of about 1 KB that uses every BSON type, in proportions seen in real data: most
+    fields are strings, numbers and dates; each rarer type turns up in some of the documents.
+    ``after_9999=False`` keeps the far-future dates in the year 9999 (for a server that refuses later
+    ones)."""
+    created = _EPOCH + timedelta(seconds=rng.randrange(0, 5 * 365 * 86400), milliseconds=rng.randrange(1000))
+    doc: dict = {
+        "_id": ObjectId(),
+        "n": n,
+        "uuid": Binary.from_uuid(uuid.UUID(int=rng.getrandbits(128), version=4), UuidRepresentation.STANDARD),
+        "name": _text(rng, 50, 120),
+        "body": _text(rng, 100, 900) if rng.random() < 0.5 else _text(rng, 50, 300),
+        "amount": Decimal128(Decimal(rng.randrange(-10**9, 10**9)) / 1000),
+        "big_id": Int64(2**53 + rng.randrange(2**62 - 2**53)),
+        "count": rng.randrange(10**6),
+        "score": rng.uniform(-1e6, 1e6),
+        "birth": datetime(1900, 1, 1, tzinfo=timezone.utc) + timedelta(days=rng.randrange(0, 70 * 365)),
+        "created_at": created,
+        "version": Timestamp(1_700_000_000 + rng.randrange(10**7), rng.randrange(1, 100)),
+        "flags": [rng.random() < 0.5 for _ in range(3)],
+        "events": [
+            {"at": created + timedelta(minutes=i), "kind": rng.choice(_WORDS),
+             "value": rng.randrange(-500, 500),
+             "items": [{"sku": f"S{rng.randrange(10**6)}", "qty": Int64(rng.randrange(1, 9))}
+                       for _ in range(rng.randrange(1, 3))]}
+            for i in range(rng.randrange(1, 4))
+        ],
+        "checksum": Binary(rng.randbytes(16), 5),
+        "attachment": Binary(rng.randbytes(rng.randrange(8, 96)), rng.choice((0, 0, 0, 6, 7, 8, 0x80))),
+        "owner": DBRef("users", ObjectId(), "accounts") if rng.random() < 0.3 else None,
+    }
+    if rng.random() < 0.3:
+        doc["filter"] = Regex(f"^{rng.choice(_WORDS)}[0-9]+$", rng.choice(("", "i", "im", "imsx")))
+    if rng.random() < 0.2:  # far-future expiry, beyond what a datetime holds
+        offset = rng.randrange(1, 10**12) if after_9999 else -rng.randrange(10**9)
+        doc["expires"] = DatetimeMS(_MAX_DATETIME_MS + offset)
+    if rng.random() < 0.1:
+        if rng.random() < 0.5:
+            doc["hook"] = Code("function (doc) { return doc.n > x; }", {"x": rng.randrange(10)})
+        else:
+            doc["hook"] = Code("function () { return 1; }")
+    if rng.random() < 0.05:
+        doc["range"] = {"low": MinKey(), "high": MaxKey()}
+    if rng.random() < 0.1:
+        doc["legacy_uuid"] = Binary(rng.randbytes(16), 3)
+    return doc
+
+
+MIXES = {"default": (make_document, NAMESPACES), "rich": (make_rich_document, RICH_NAMESPACES)}
+
+
+def accepts_dates_after_9999(client: pymongo.MongoClient) -> bool:
+    """Whether the server stores a date after the year 9999 (mongod does; SecantusDB 0.7 refuses it)."""
+    coll = client["bench_probe"]["dates"]
+    try:
+        coll.insert_one({"d": DatetimeMS(_MAX_DATETIME_MS + 1)})
+        return True
+    except pymongo.errors.OperationFailure:
+        return False
+    finally:
+        client.drop_database("bench_probe")
+
+
 @dataclass
 class Backlog:
     start_token: str  # canonical Extended JSON of a resume token taken before the preload
@@ -69,6 +161,7 @@ class Backlog:
     deletes: int
     seconds: float
     bytes: int  # BSON bytes of the inserted documents
+    dates_after_9999: bool | None = None  # rich mix: whether the server took them (else year 9999)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -85,16 +178,24 @@ def start_token(client: pymongo.MongoClient) -> str:
     return token_text(token)
 
 
-def preload(uri: str, events: int, seed: int = 7, log=print) -> Backlog:
-    """Write ``events`` changes (70% inserts, 20% updates, 10% deletes) after a recorded position."""
+def preload(uri: str, events: int, seed: int = 7, log=print, mix: str = "default") -> Backlog:
+    """Write ``events`` changes (70% inserts, 20% updates, 10% deletes) of ``mix`` after a recorded
+    position."""
     rng = random.Random(seed)
+    make, namespaces = MIXES[mix]
     client = pymongo.MongoClient(uri, document_class=RawBSONDocument)
     try:
+        after_9999 = None
+        if mix == "rich":
+            after_9999 = accepts_dates_after_9999(client)
+            if not after_9999:
+                log("  this server refuses dates after the year 9999: the rich mix keeps them at 9999")
+                make = functools.partial(make_rich_document, after_9999=False)
         token = start_token(client)
         n_updates = events // 5
         n_deletes = events // 10
         n_inserts = events - n_updates - n_deletes
-        colls = [client[db][coll] for db, coll in NAMESPACES]
+        colls = [client[db][coll] for db, coll in namespaces]
         ids: list[list] = [[] for _ in colls]
         started = time.monotonic()
         size = 0
@@ -102,7 +203,7 @@ def preload(uri: str, events: int, seed: int = 7, log=print) -> Backlog:
         turn = 0
         while done < n_inserts:
             k = turn % len(colls)
-            docs = [make_document(rng, done + i) for i in range(min(CHUNK, n_inserts - done))]
+            docs = [make(rng, done + i) for i in range(min(CHUNK, n_inserts - done))]
             colls[k].insert_many(docs, ordered=True)
             ids[k].extend(d["_id"] for d in docs)
             size += sum(len(bson.encode(d)) for d in docs)
@@ -136,6 +237,6 @@ def preload(uri: str, events: int, seed: int = 7, log=print) -> Backlog:
             turn += 1
         seconds = time.monotonic() - started
         return Backlog(token, n_inserts + n_updates + n_deletes, n_inserts, n_updates, n_deletes,
-                       round(seconds, 2), size)
+                       round(seconds, 2), size, after_9999)
     finally:
         client.close()

@@ -1,6 +1,6 @@
 """Encoder micro-benchmark: this app's ``LineEncoder`` against ``bson.json_util.dumps`` on the same
 raw events from the backlog, in both Extended JSON modes, and a check that both give the same
-JSON values."""
+JSON values. Also the encoder's pure-Python paths (what runs where the C extension is not built)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,19 @@ def compare(uri: str, token: str, limit: int) -> dict:
         same = all(bson.encode(encode.read_line(encoder.encode(raw, seq)))
                    == bson.encode(encode.read_line(reference_line(raw, seq, options)))
                    for seq, raw in enumerate(raws, 1))
+        python = encode.LineEncoder(mode)
+        python._native = None
+
+        def pure_python(raws, encoder=python):
+            for seq, raw in enumerate(raws, 1):
+                encoder.encode(raw, seq)
+
         app_rate, ref_rate = _best_rate(app, raws), _best_rate(reference, raws)
+        py_rate = _best_rate(pure_python, raws)
         result[mode] = {"app_events_per_s": round(app_rate), "json_util_events_per_s": round(ref_rate),
-                        "ratio": round(app_rate / ref_rate, 2), "same_values": same}
+                        "ratio": round(app_rate / ref_rate, 2), "same_values": same,
+                        "c_extension": encoder._native is not None,
+                        "slow_path_events": encoder.slow_path_events,
+                        "pure_python_events_per_s": round(py_rate),
+                        "pure_python_ratio": round(py_rate / ref_rate, 2)}
     return result

@@ -56,7 +56,14 @@ def resolve(source: Path) -> dict[str, str]:
              "--disable-pip-version-check", "--report", str(report), "-r", str(source)],
             check=True)
         data = json.loads(report.read_text(encoding="utf-8"))
-    return {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in data["install"]}
+    # a distribution built from this repository (a ./path line) is not pinned: its line is kept
+    return {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in data["install"]
+            if "dir_info" not in item.get("download_info", {})}
+
+
+def local_lines(source_text: str) -> list[str]:
+    """The requirements.in lines that build a distribution from this repository (``./path``)."""
+    return [line.strip() for line in source_text.splitlines() if line.strip().startswith("./")]
 
 
 def render(source_text: str, pins: dict[str, str]) -> str:
@@ -67,6 +74,9 @@ def render(source_text: str, pins: dict[str, str]) -> str:
         raise SystemExit("pre-releases resolved (pin a final release in requirements.in, or mark the "
                          "distribution `# prerelease-only:` if it has none): " + ", ".join(refused))
     lines = [f"{name}=={version}" for name, version in sorted(pins.items())]
+    local = local_lines(source_text)
+    if local:
+        lines += ["# Built by pip from this repository:", *local]
     return HEADER.format(digest=digest(source_text)) + "\n".join(lines) + "\n"
 
 

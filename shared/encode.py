@@ -1,25 +1,31 @@
 """Change event (raw BSON) -> one line of MongoDB Extended JSON with ``_seq``. Pure, no I/O.
 
-Three ways to the same line, fastest first; each event takes the first that is exact for it:
+The line is what ``bson.json_util`` writes for the event with the app's options (every BSON type,
+both modes); the ways to it, fastest first, each event taking the first that is exact for it:
 
-* relaxed mode, with ``orjson`` installed: pymongo's C decoder turns the BSON (with an Int64
-  ``_seq`` element appended) into Python values, and ``orjson`` writes them; the values JSON has
-  no form for (dates, ObjectId, Decimal128, Binary, Timestamp, Regex, Code, MinKey ...) go through
-  ``bson.json_util``'s own converters, one call per such value, so they come out as ``json_util``
-  writes them. ``orjson`` writes NaN and infinities as ``null`` and refuses strings that are not
-  valid UTF-8: events with either take the ``json_util`` path.
-* canonical mode (or no ``orjson``): the raw BSON goes to libbson (``python-bsonjs``), which builds
-  no Python object per field. libbson gets two things wrong that the Extended JSON specification
-  defines, and those events take the ``json_util`` path: strings that are not valid UTF-8 (libbson
-  refuses the document), and relaxed-mode dates after the year 9999 (libbson writes a five-digit
-  year; the specification and ``json_util`` require ``{"$date": {"$numberLong": ...}}``).
+* ``_bronze_extjson`` (``native/extjson``, a small C extension pip builds from requirements.txt):
+  one pass over the raw BSON, no Python object per value, both modes. It declines (returns None)
+  what it does not write itself, and those events take the ``json_util`` path: strings or keys that
+  are not valid UTF-8, the deprecated types (undefined, DBPointer, symbol), Decimal128 NaN,
+  infinities and non-canonical values.
+* Without the extension (no C compiler where pip ran), the pure-Python paths:
+
+  - relaxed mode, with ``orjson``: pymongo's C decoder turns the BSON into Python values and
+    ``orjson`` writes them; the values JSON has no form for go through ``bson.json_util``'s own
+    converters. NaN, infinities and invalid UTF-8 take the ``json_util`` path.
+  - canonical mode (or no ``orjson``): libbson (``python-bsonjs``). libbson gets two things wrong
+    that the Extended JSON specification defines, and those events take the ``json_util`` path:
+    strings that are not valid UTF-8 (libbson refuses the document), and relaxed-mode dates after
+    the year 9999 (libbson writes a five-digit year; the specification and ``json_util`` require
+    ``{"$date": {"$numberLong": ...}}``).
 * ``bson.json_util``: decode and dump. Bad UTF-8 comes out as lone surrogates (``\\udcXX``
   escapes), from which a reader restores the exact bytes with
   ``str.encode("utf-8", "surrogateescape")``.
 
-All three write the same values; they differ only in white space and in how a double is spelled
-(``1e+16`` or ``1e16``, libbson's canonical ``4.7999999999999998224`` for ``4.8``), which parse to
-the same numbers.
+All of them write the same values; they differ only in white space, in escaping (the fast paths
+write UTF-8, ``json_util`` writes ``\\uXXXX``) and in how a double is spelled (``1e+16`` or
+``1e16``, libbson's canonical ``4.7999999999999998224`` for ``4.8``), which parse to the same
+values.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ try:
     import orjson
 except ImportError:  # pragma: no cover - the libbson path below writes the same lines
     orjson = None
+
+try:
+    import _bronze_extjson
+except ImportError:  # pragma: no cover - built by pip where a C compiler is found; else the paths below
+    _bronze_extjson = None
 
 _SEQ_KEY = b"\x12_seq\x00"  # BSON element: type 0x12 (int64), name "_seq"
 _BAD_DATE = re.compile(r'"\$date" : "[+-]?\d{5,}')
@@ -153,9 +164,14 @@ class LineEncoder:
         self._bsonjs_mode = bsonjs.RELAXED if mode == "relaxed" else bsonjs.CANONICAL
         self._json_options = _JSON_OPTIONS[mode]
         self._use_orjson = mode == "relaxed" and orjson is not None
+        self._native = _bronze_extjson.encode if _bronze_extjson is not None else None
+        self._canonical = mode == "canonical"
         self.slow_path_events = 0
 
     def encode(self, raw: bytes, seq: int) -> bytes:
+        if self._native is not None:
+            line = self._native(raw, seq, self._canonical)
+            return line if line is not None else self._slow(with_seq(raw, seq))
         if self._use_orjson:
             return self._orjson(raw, seq)
         doc = with_seq(raw, seq)
