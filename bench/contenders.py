@@ -9,11 +9,11 @@ is the process's CPU time (every thread) over the same span.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
 import sys
-import dataclasses
 import time
 import uuid
 
