@@ -264,7 +264,7 @@ class Lake:
                     recovery.durable[key] = seq
                 if cluster is not None and (recovery.last_cluster is None or cluster > recovery.last_cluster):
                     recovery.last_cluster = cluster
-        self.recoveries += sum(1 for _, lines in found if lines)
+        self.recoveries += len(found)
         return recovery
 
     def _recover_file(self, path: str, start: int, lease_id: str):

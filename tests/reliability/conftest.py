@@ -25,6 +25,22 @@ def make_pipeline(stack_env, mongo_client, datalake_service, fresh_filesystem, f
         mongo_client.drop_database(pipeline.db)
 
 
+@pytest.fixture
+def busy_machine():
+    """Two processes that keep both cores busy for the test's duration, as on a shared CI machine:
+    a guarantee must not depend on the timing of an idle machine."""
+    import subprocess
+    import sys
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()
+
+
 class PrivateMongo:
     """A SecantusDB server of its own (a small oplog cap, test commands on), started by a fixture
     and stopped by its PID: for lost history and server-side failpoints."""

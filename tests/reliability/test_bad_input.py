@@ -87,13 +87,21 @@ def test_folder_rows_without_a_checkpoint_row_are_refused(ran):
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_another_scope_or_filter_is_refused(ran):
-    """The same PIPELINE_NAME with another filter: its token and numbering describe another stream."""
+def test_a_checkpoint_of_another_stream_or_lake_is_refused(ran):
+    """The same PIPELINE_NAME with another filter, scope, full-document option, lake or cluster: its
+    token and numbering describe another stream (or its files are in another lake). The message
+    names what changed."""
     ran.env["MONGO_PIPELINE"] = '[{"$match": {"operationType": "insert"}}]'
-    _refused(ran, "another scope or MONGO_PIPELINE filter", "PIPELINE_NAME")
+    _refused(ran, "another stream or lake", "MONGO_PIPELINE", "PIPELINE_NAME")
     ran.env["MONGO_PIPELINE"] = "[]"
     ran.env["MONGO_COLL"] = "a"
-    _refused(ran, "another scope")
+    _refused(ran, "another stream or lake", "MONGO_COLL")
+    ran.env["MONGO_COLL"] = ""
+    ran.env["MONGO_FULL_DOC"] = "updateLookup"
+    _refused(ran, "MONGO_FULL_DOC")
+    ran.env["MONGO_FULL_DOC"] = "default"
+    ran.env["ADLS_FILESYSTEM"] = ran.env["ADLS_FILESYSTEM"] + "x"
+    _refused(ran, "ADLS_FILESYSTEM")
 
 
 @pytest.mark.slow
@@ -106,5 +114,5 @@ def test_a_resume_token_of_another_pipeline_is_refused_by_identity(make_pipeline
     row = dict(table.get_entity(first.name, "checkpoint"))
     row["PartitionKey"] = second.name
     table.upsert_entity(row)
-    _refused(second, "another scope")
+    _refused(second, "another stream or lake")
     assert folder_row_key("x") != folder_row_key("y")

@@ -69,9 +69,14 @@ def test_a_run_that_cannot_flush_fails_without_moving_the_position(make_pipeline
 
 
 @pytest.mark.slow
-def test_a_flush_that_times_out_but_was_applied(make_pipeline, emulator_control):
-    """A flush answered after the client's read timeout (the service applied it): in process, with a
-    lake client whose read timeout is 1 s and no retries."""
+@pytest.mark.parametrize("load", ["idle", "busy"])
+def test_a_flush_that_times_out_but_was_applied(make_pipeline, emulator_control, request, load):
+    """A flush held by the service past the client's read timeout: in process, with a lake client
+    whose read timeout is 1 s and no retries. The run fails; the flush lands whenever the service
+    gets to it, before or after the next run reads the file back (on a busy machine, after): the
+    file lease that run took fences it, so the lake holds every event once either way."""
+    if load == "busy":
+        request.getfixturevalue("busy_machine")
     from azure.storage.filedatalake import DataLakeServiceClient
 
     from shared.lake import Lake
