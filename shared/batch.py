@@ -9,9 +9,12 @@ token, see ``replay``), so routing may differ freely between a run and its repla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import layout
+
+# The ETag of a file a batch still being committed appends to: known once that commit is done.
+PROJECTED = "<projected>"
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,16 @@ class Batch:
         """Every file with new lines, sealed parts first within a folder (they precede in order)."""
         return self.sealed + list(self.pending.values())
 
-    def committed(self, results: list[FileState]) -> None:
-        """Record the states the lake reported after the flushes; empty the batch."""
-        self.adopt(results)
-        self.pending.clear()
-        self.sealed.clear()
+    def seal(self) -> list[PendingFile]:
+        """The batch's files, and an empty batch whose folders go on where these files will end
+        (lengths known; ETags ``PROJECTED`` until the commit of these files is done)."""
+        files = self.files()
+        for folder, pending in self.pending.items():
+            self.states[folder] = replace(pending.base, length=pending.end, etag=PROJECTED)
+        self.pending = {}
+        self.sealed = []
         self.bytes = self.events = 0
+        return files
 
     def adopt(self, states) -> None:
         """Make ``states`` the folders' current files where they are at least as new."""

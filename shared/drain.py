@@ -120,7 +120,10 @@ class _DrainRun:
                     lake.deadline.until, lake.deadline.clock = lease.deadline, self.clock
                     lease_id = str(uuid.uuid4())  # this run's file leases
                     self.committer = Committer(store, lake, lease, lease_id, checkpoint, self.failpoint)
-                    self._drain(state, source, lake, lease_id)
+                    try:
+                        self._drain(state, source, lake, lease_id)
+                    finally:
+                        self.committer.close()
                 finally:
                     lease.stop()
             finally:
@@ -160,7 +163,7 @@ class _DrainRun:
             # "now") before anything is read, so a replay of a failed first run reads the same events.
             first = self._first_position(source)
             committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None))
-        checkpoint = committer.committed
+        checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
         self.encoder = LineEncoder(settings.json_mode)
         self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
@@ -180,8 +183,13 @@ class _DrainRun:
         if committer.committed.gap is not None:
             self._add_gap(committer.committed.gap)
         outcome = "budget"
+        seal_at = max(1, settings.max_buffer_bytes // 2)  # one batch filling, one being written
         while True:
             dead = None
+            if committer.busy:
+                self.failpoint("during_commit")  # an event read while the previous batch is written
+            else:
+                committer.check()  # a failed commit stops the reading
             try:
                 event = source.next_event()
             except HistoryLostError as exc:
@@ -217,7 +225,7 @@ class _DrainRun:
                 self.numbering.close()
                 outcome = "invalidated"
                 break
-            if self.batch.bytes >= settings.max_buffer_bytes or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
+            if self.batch.bytes >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
                 self._commit(source)
             if self.clock() >= deadline:
                 break
@@ -255,6 +263,7 @@ class _DrainRun:
         if recovery.last_cluster is not None:
             self.last_cluster = max(self.last_cluster or 0, recovery.last_cluster)
         self.committer.commit(Sealed([], checkpoint, None, recovery.states))
+        self.planned = self.committer.committed
         log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
                     "written again", self.settings.pipeline_name, recovery.lines)
 
@@ -276,6 +285,7 @@ class _DrainRun:
         failed run made durable stay; its range is closed first (see ``intent.Numbering``)."""
         if self.settings.on_history_lost != "restart":
             raise exc
+        self.committer.wait()
         self.numbering.close()
         restart = source.server_time()
         last = self.last_cluster
@@ -286,6 +296,7 @@ class _DrainRun:
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
                       seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster)
         self.committer.commit(Sealed([], new, None))
+        self.planned = new
         self.carry = None
         self.gap_added = False
         self.report.history_lost = gap
@@ -307,14 +318,37 @@ class _DrainRun:
                   self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
 
     def _commit(self, source: ChangeSource, final: bool = False) -> None:
-        """Seal the batch with the position after its last event, and hand it to the committer."""
-        committed, numbering, batch = self.committer.committed, self.numbering, self.batch
-        files = batch.files()
+        """Seal the batch with the position after its last event and hand it to the committer: in
+        its thread (the reading goes on), or, for the run's last commit, here once all is done."""
+        committer, report = self.committer, self.report
+        if final:
+            committer.wait()
+        sealed = self._seal(source)
+        if not final:
+            committer.submit(sealed)
+            return
+        now = self.clock()
+        report.commits = committer.commits + 1
+        report.duration_seconds = round(now - self.started, 3)
+        report.bytes, report.files = committer.bytes + sealed.bytes, committer.files + len(sealed.files)
+        sealed.checkpoint.last_run = report.as_dict()
+        sealed.checkpoint.last_error = None
+        committer.commit(sealed, final=True)
+        report.bytes, report.files, report.commits = committer.bytes, committer.files, committer.commits
+        stale = layout.stale_folders(list(self.batch.states), self.last_cluster)
+        if stale:
+            committer._store.forget_folders(stale)
+
+    def _seal(self, source: ChangeSource) -> Sealed:
+        """The batch as a ``Sealed`` one: its files, the checkpoint that follows exactly its events,
+        and its intent (which stays open while a failed run's range is being replayed)."""
+        planned, numbering = self.planned, self.numbering
+        files = self.batch.seal()
         paths = {p.path: p.base.length for p in files}
         carry = self.carry
         if numbering.replaying:  # the failed run's range goes on past this batch: it stays open
             kept = carry.extended(paths, numbering.highest())
-            intent = kept if files else None
+            intent = kept
         else:
             key, cluster = self.last_read if self.last_read else (None, None)
             if carry is not None:
@@ -322,26 +356,12 @@ class _DrainRun:
             else:
                 intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths)
             kept = None
-        now = self.clock()
-        new = replace(committed, position=source.position() or committed.position,
-                      seq=numbering.seq, intent=kept, last_cluster_time=self.last_cluster,
-                      committed_at=datetime.fromtimestamp(now, tz=timezone.utc),
-                      gap=None if self.gap_added else committed.gap)
-        if final:
-            self.report.commits = self.committer.commits + 1
-            self.report.duration_seconds = round(now - self.started, 3)
-            new.last_run = self.report.as_dict()
-            new.last_error = None
-        results = self.committer.commit(Sealed(files, new, intent if files else None), final=final)
-        self.carry = kept
-        self.batch_first = None
-        self.report.bytes, self.report.files = self.committer.bytes, self.committer.files
-        self.report.commits = self.committer.commits
-        batch.committed(results)
-        if final:
-            stale = layout.stale_folders(list(batch.states), self.last_cluster)
-            if stale:
-                self.committer._store.forget_folders(stale)
+        new = replace(planned, position=source.position() or planned.position, seq=numbering.seq, intent=kept,
+                      last_cluster_time=self.last_cluster,
+                      committed_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
+                      gap=None if self.gap_added else planned.gap)
+        self.planned, self.carry, self.batch_first = new, kept, None
+        return Sealed(files, new, intent if files else None)
 
     def _save_failure(self, store: CheckpointStore, checkpoint: Checkpoint) -> None:
         failed = replace(checkpoint, last_error={**(self.report.error or {}), "run_id": self.report.run_id,

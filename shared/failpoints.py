@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Mapping
 
 STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit",
-         "after_restart")
-# the steps every run with events reaches (``after_restart`` only follows lost history)
+         "after_restart", "during_commit")
+# the steps every run with events reaches (``after_restart`` only follows lost history;
+# ``during_commit``, an event read while a batch is being committed, depends on timing)
 RUN_STEPS = STEPS[:6]
 
 
@@ -25,10 +27,12 @@ class Failpoints:
             raise ValueError(f"DRAIN_TEST_FAILPOINT: unknown step {name!r}; one of {', '.join(STEPS)}")
         self._name = name
         self._left = int(nth or 1)
+        self._lock = threading.Lock()  # steps are reached from the lake's and the committer's threads
 
     def __call__(self, name: str) -> None:
         if name != self._name:
             return
-        self._left -= 1
-        if self._left <= 0:
-            os.kill(os.getpid(), signal.SIGKILL)
+        with self._lock:
+            self._left -= 1
+            if self._left <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)

@@ -1,6 +1,6 @@
 """Batch: routing lines to files and rolling them."""
 
-from shared.batch import Batch, FileState, newest
+from shared.batch import PROJECTED, Batch, FileState, newest
 
 DAY = 1_700_000_000 - 1_700_000_000 % 86400
 
@@ -37,11 +37,19 @@ def test_a_late_event_stays_in_the_open_file():
     assert only.base.window == DAY + 3600
 
 
-def test_committed_and_adopted_states_replace_older_ones():
+def test_a_sealed_batch_leaves_projected_states_for_the_next():
     batch = Batch({}, 3600, 100, "g")
     batch.add("a", DAY, 1, b"l\n")
-    batch.committed([FileState("a", DAY, 0, 2, '"e1"', "g")])
-    assert batch.states["a"].etag == '"e1"' and not batch.files() and batch.bytes == 0
+    (sealed,) = batch.seal()
+    assert sealed.base.etag is None and not batch.files() and batch.bytes == 0
+    assert (batch.states["a"].length, batch.states["a"].etag) == (2, PROJECTED)
+    batch.add("a", DAY, 2, b"m\n")  # appends where the sealed file will end
+    (following,) = batch.files()
+    assert (following.base.part, following.base.length, following.base.etag) == (0, 2, PROJECTED)
+
+
+def test_adopted_states_replace_older_ones():
+    batch = Batch({"a": FileState("a", DAY, 0, 2, '"e1"', "g")}, 3600, 100, "g")
     batch.adopt([FileState("a", DAY, 3, 9, '"e3"', "g"), FileState("a", DAY, 1, 9, '"e2"', "g")])
     assert batch.states["a"].part == 3
     batch.adopt([FileState("a", DAY, 2, 9, '"old"', "g")])  # older than what the folder has
