@@ -10,6 +10,9 @@ the committer (``commit``), the only place that orders "record the intent, write
    stream. Number each event (``intent.Numbering``), encode it, route it to its folder's file.
 4. Seal and commit the batch when the buffers reach ``MAX_BUFFER_BYTES`` and at the end.
 5. A run with no events still commits the post-batch position, so quiet streams stay fresh.
+6. With ``SNAPSHOT`` on, whenever the stream is caught up and a collection is being copied, read its
+   next chunk between two watermarks and write its rows once the stream has passed the second
+   (``shared.snapshot``); the copy's progress is part of the checkpoint each batch seals.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout, lifecycle, runlease
+from . import layout, lifecycle, runlease, snapshot
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
@@ -70,6 +73,8 @@ class RunReport:
     retired_seqs: int = 0  # numbers of a failed run's range that no line holds (see intent.Numbering)
     history_lost: dict | None = None  # the gap when ON_HISTORY_LOST=restart moved the position
     dead_letters: int = 0  # events over 16 MB written to a dead-letter file
+    snapshot_rows: int = 0  # snapshot rows written (see shared.snapshot)
+    snapshot: list | None = None  # per collection being copied: copied, estimate, rate, warning
     table_requests: int = 0
     error: dict | None = None
     _touched: set = field(default_factory=set, repr=False)
@@ -162,7 +167,12 @@ class _DrainRun:
             # A new pipeline: store a concrete first position (START_AT, or the server's time for
             # "now") before anything is read, so a replay of a failed first run reads the same events.
             first = self._first_position(source)
-            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None))
+            plan = None
+            if settings.snapshot != "off":  # the collections as they are after the first position
+                plan = snapshot.Progress()
+                plan.start(source.chunk_reader().namespaces(settings.scope), "initial")
+            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token,
+                                                snapshot=plan), None))
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
         self.encoder = LineEncoder(settings.json_mode)
@@ -173,6 +183,7 @@ class _DrainRun:
         self.last_read: tuple[str, tuple[int, int]] | None = None  # key and cluster time of the last event read
         self.batch_first: int | None = None
         self.gap_added = False  # the pending gap's line is in this run's batches (or already durable)
+        self.copier = self._copier(source, checkpoint)
         if checkpoint.intent is not None:
             self._recover(checkpoint, lake, lease_id)
         try:
@@ -183,7 +194,8 @@ class _DrainRun:
         if committer.committed.gap is not None:
             self._add_gap(committer.committed.gap)
         outcome = "budget"
-        seal_at = max(1, settings.max_buffer_bytes // 2)  # one batch filling, one being written
+        # one batch filling, one being written (and, while copying, a chunk waiting for the stream)
+        seal_at = self.seal_at = max(1, settings.max_buffer_bytes // (3 if self.copier is not None else 2))
         while True:
             dead = None
             if committer.busy:
@@ -194,7 +206,7 @@ class _DrainRun:
                 event = source.next_event()
             except HistoryLostError as exc:
                 # the stream fell off the oplog mid-run: keep what was read, then restart (or fail)
-                if settings.on_history_lost != "restart":
+                if not self._restarts_on_loss:
                     raise
                 self._commit(source)
                 self._restart(source, exc)
@@ -207,11 +219,19 @@ class _DrainRun:
                 log.error("pipeline %s: an event over 16 MB (code %s) went to the dead-letter folder: %s",
                           settings.pipeline_name, dead, lifecycle.describe_event(event))
             if event is None:
-                self.numbering.close()  # caught up: no event of an open range is still to come
+                self.numbering.end_of_range()  # caught up: no event of an open range is still to come
+                if self._snapshot_step(source):
+                    continue
                 outcome = "caught_up"
                 break
             cluster = event["clusterTime"]
             key = event_key(event)
+            if self.copier is not None and self.copier.busy:
+                pair = (cluster.time, cluster.inc)
+                window = self.copier.window
+                if window is not None and window.closes_at(pair):
+                    self._write_chunk(window)  # the chunk's rows go before the first event after it
+                self.copier.on_event(event, pair)
             self.last_read = (key, (cluster.time, cluster.inc))
             seq = self.numbering.assign(key, self.last_read[1])
             if seq is not None:
@@ -222,7 +242,7 @@ class _DrainRun:
                     raw = lifecycle.dead_letter_record(raw, dead)
                 self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq))
             if source.invalidated:
-                self.numbering.close()
+                self.numbering.end_of_range()
                 outcome = "invalidated"
                 break
             if self.batch.bytes >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
@@ -230,6 +250,9 @@ class _DrainRun:
             if self.clock() >= deadline:
                 break
         self.failpoint("after_drain")
+        if self.copier is not None:
+            self.copier.discard()  # a chunk still waiting for the stream is read again next time
+            report.snapshot = self.copier.report()
         report.outcome = outcome
         report.replayed_events_skipped = self.numbering.skipped
         report.retired_seqs = self.numbering.retired
@@ -257,7 +280,9 @@ class _DrainRun:
         intent = checkpoint.intent
         recovery = lake.recover(intent.files, lease_id)
         self.report.recovered_files = lake.recoveries
-        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable)
+        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable, recovery.clusters)
+        if self.copier is not None:
+            self.numbering.release(self.copier.progress.pending)
         self.carry = intent
         self.batch.adopt(recovery.states)
         if recovery.last_cluster is not None:
@@ -283,7 +308,7 @@ class _DrainRun:
         commits that before reading anything from the new stream: the gap line (next ``_seq``) and
         the events after it are then numbered the same by any replay from this checkpoint. Lines a
         failed run made durable stay; its range is closed first (see ``intent.Numbering``)."""
-        if self.settings.on_history_lost != "restart":
+        if not self._restarts_on_loss:
             raise exc
         self.committer.wait()
         self.numbering.close()
@@ -293,8 +318,14 @@ class _DrainRun:
         if last is None and committed.origin is not None:
             last = lifecycle.parse_timestamp(committed.origin).time
         gap = lifecycle.gap_window(last, restart, self.numbering.seq, exc.code, str(exc))
+        progress = committed.snapshot
+        if self.copier is not None:
+            self.copier.discard()
+            if self.settings.snapshot == "when_needed":  # what changed in the gap: copy everything again
+                self.copier.progress.start(source.chunk_reader().namespaces(self.settings.scope), "history_lost")
+            progress = self.copier.progress.clone()
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
-                      seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster)
+                      seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster, snapshot=progress)
         self.committer.commit(Sealed([], new, None))
         self.planned = new
         self.carry = None
@@ -305,6 +336,64 @@ class _DrainRun:
                   gap["to"], gap["from"])
         self.failpoint("after_restart")
         source.open(new.position)
+
+    @property
+    def _restarts_on_loss(self) -> bool:
+        return self.settings.on_history_lost == "restart" or self.settings.snapshot == "when_needed"
+
+    def _copier(self, source: ChangeSource, checkpoint: Checkpoint) -> snapshot.Copier | None:
+        """The run's snapshot work: copies in progress, and requests stored by ``python -m shared snapshot``."""
+        progress = checkpoint.snapshot
+        if progress is None and self.settings.snapshot != "when_needed":
+            return None
+        scope = self.settings.scope
+        copier = snapshot.Copier(progress.clone() if progress else snapshot.Progress(), source.chunk_reader(),
+                                 self.clock, lambda db, coll: _in_scope(scope, db, coll),
+                                 self.settings.snapshot_chunk_docs, self.settings.max_buffer_bytes // 16)
+        for ns in copier.start_requests():
+            log.warning("pipeline %s: snapshot request for %s ignored: not in the scope (%s)",
+                        self.settings.pipeline_name, ns, scope.describe())
+        if copier.has_work:
+            copier.progress.oplog_window = copier.reader.oplog_window()
+        return copier
+
+    def _snapshot_step(self, source: ChangeSource) -> bool:
+        """Caught up: write the chunk waiting for this moment, or read the next one. False when there
+        is no snapshot work left (or none may start now: a failed run's range is still being replayed)."""
+        copier = self.copier
+        if copier is None:
+            return False
+        window = copier.window
+        if window is not None:
+            if window.passed(source.token_cluster()):
+                self._write_chunk(window)
+                if self.batch.bytes >= self.seal_at:
+                    self._commit(source)
+            return True
+        if not copier.has_work or (self.numbering.replaying and not self.numbering.hold):
+            return False
+        copier.open_window()
+        self.failpoint("snapshot_chunk_read")
+        return True
+
+    def _write_chunk(self, window: snapshot.Window) -> None:
+        """The chunk's rows (less the keys the stream touched meanwhile) at the chunk's high watermark."""
+        copier, numbering = self.copier, self.numbering
+        t = window.high[0]
+        folder = _partition_dir(window.db, window.coll, t // 86400)
+        rows = 0
+        key = None
+        for key, raw in copier.rows(window):
+            rows += 1
+            seq = numbering.assign(key, window.high)
+            if seq is not None:
+                self._add(folder, t, seq, self.encoder.encode(raw, seq))
+                self.report.snapshot_rows += 1
+        if key is not None:
+            self.last_read = (key, window.high)
+        copier.chunk_done(window, rows)
+        numbering.release(copier.progress.pending)
+        self.failpoint("snapshot_rows_added")
 
     def _add_gap(self, gap: dict) -> None:
         """The gap line of a pending restart, numbered right after the checkpoint's ``seq``."""
@@ -359,7 +448,8 @@ class _DrainRun:
         new = replace(planned, position=source.position() or planned.position, seq=numbering.seq, intent=kept,
                       last_cluster_time=self.last_cluster,
                       committed_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
-                      gap=None if self.gap_added else planned.gap)
+                      gap=None if self.gap_added else planned.gap,
+                      snapshot=self.copier.progress.clone() if self.copier is not None else planned.snapshot)
         self.planned, self.carry, self.batch_first = new, kept, None
         return Sealed(files, new, intent if files else None)
 
@@ -378,6 +468,14 @@ def _partition_dir(db: str | None, coll: str | None, day: int) -> str:
     """``layout.partition_dir`` once per namespace and UTC day: it encodes the names byte by byte,
     which the drain profile showed at about 4 us per event."""
     return layout.partition_dir(db, coll, day * 86400)
+
+
+def _in_scope(scope, db: str, coll: str) -> bool:
+    if scope.kind == "collection":
+        return (db, coll) == (scope.db, scope.coll)
+    if scope.kind == "database":
+        return db == scope.db
+    return db not in snapshot.SYSTEM_DATABASES
 
 
 def _iso(seconds: float | int | None) -> str | None:

@@ -182,6 +182,19 @@ class ChangeSource:
             return self._position if self._position is not None and self._position.kind != "start_at" else None
         return Position("start_after" if self.invalidated else "resume_after", token_text(token))
 
+    def token_cluster(self) -> tuple[int, int] | None:
+        """The cluster time of the stream's current (post-batch) resume token, where it can be read."""
+        from .snapshot import token_cluster  # deferred: only snapshots ask
+
+        token = self._stream.resume_token if self._stream is not None else None
+        return token_cluster(token) if token is not None else None
+
+    def chunk_reader(self):
+        """Snapshot chunks read through this source's client (raw BSON) and error handling."""
+        from .snapshot import ChunkReader
+
+        return ChunkReader(self._client, self.errors)
+
     def close(self) -> None:
         try:
             if self._stream is not None:

@@ -1,0 +1,635 @@
+"""Snapshots: copying the documents that already exist, in chunks by ``_id``, between the stream's
+events, so that no copied row is older than an event before it (the watermark method of Netflix's
+DBLog, which Debezium's incremental snapshots follow).
+
+A *copy* is the snapshot of one collection (``CollectionCopy``): where it got to (the last ``_id``
+read, ``after``), how many chunks it read and rows it wrote. ``Progress`` is every copy of a pipeline
+plus the requests not yet started; it is stored in the checkpoint row and moves only with the commit
+of the rows it describes (the drain puts it into the checkpoint that follows the batch).
+
+One chunk (``Window``):
+
+1. when the stream is caught up, note the server's cluster time ``low``;
+2. read up to ``SNAPSHOT_CHUNK_DOCS`` documents after ``after`` in ``_id`` order, as raw BSON;
+3. note the cluster time ``high``;
+4. read the stream on until it has passed ``high`` (an event later than ``high``, or a post-batch
+   resume token at or after it): every event read meanwhile keeps its place before the chunk, and
+   every document key such an event touched after ``low`` is dropped from the chunk (the event
+   carries the newer state); a drop, rename or dropDatabase of the collection drops the whole chunk;
+5. write the rest as ``operationType: "snapshot"`` rows with ``clusterTime`` = ``high`` (each row is
+   the document as it was at ``high``), then the event that passed ``high``.
+
+So for every key, rows and events are in cluster-time order in ``_seq`` order, and a replay of the
+lake (snapshot rows and inserts/replaces as upserts, updates by their full document, deletes)
+yields the collection's contents once the drain has caught up.
+
+This module decides; ``ChunkReader`` is its only I/O (``find`` and ``ping`` on MongoDB).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import bson
+from bson import Int64, json_util
+from bson.raw_bson import RawBSONDocument
+
+SNAP_PREFIX = "snap:"
+MODES = ("off", "initial", "when_needed")
+SYSTEM_DATABASES = ("admin", "local", "config")
+KEEP_FINISHED = 20  # finished copies kept in the checkpoint for status
+
+# BSON comparison order of types (mongod's canonical type brackets). ``$gt`` compares only within
+# one bracket, so a chunk that reaches the end of one bracket goes on with the next brackets' types.
+_RANK = {0xFF: 1, 0x0A: 5, 0x06: 5, 0x01: 10, 0x10: 10, 0x12: 10, 0x13: 10, 0x0E: 15, 0x02: 15, 0x03: 20,
+         0x04: 25, 0x05: 30, 0x07: 35, 0x08: 40, 0x09: 45, 0x11: 47, 0x0B: 50, 0x0C: 55, 0x0D: 60,
+         0x0F: 65, 0x7F: 100}
+_ALIASES = {5: ["null", "undefined"], 10: ["double", "int", "long", "decimal"], 15: ["string", "symbol"],
+            20: ["object"], 25: ["array"], 30: ["binData"], 35: ["objectId"], 40: ["bool"], 45: ["date"],
+            47: ["timestamp"], 50: ["regex"], 55: ["dbPointer"], 60: ["javascript"], 65: ["javascriptWithScope"],
+            100: ["maxKey"]}
+
+
+def types_after(rank: int) -> list[str]:
+    """The ``$type`` aliases of every bracket after ``rank`` (for the next chunk after a bracket ends)."""
+    return [alias for r, aliases in sorted(_ALIASES.items()) if r > rank for alias in aliases]
+
+
+def id_element(raw: bytes) -> bytes:
+    """The ``_id`` element (type byte, name, value) of a raw BSON document, as bytes."""
+    pos, end = 4, len(raw) - 1
+    while pos < end:
+        kind = raw[pos]
+        name_end = raw.index(b"\x00", pos + 1)
+        start = name_end + 1
+        stop = start + _value_size(raw, kind, start)
+        if raw[pos + 1:name_end] == b"_id":
+            return raw[pos:stop]
+        pos = stop
+    raise ValueError("a document without _id")
+
+
+def _value_size(raw: bytes, kind: int, at: int) -> int:
+    fixed = {0x01: 8, 0x07: 12, 0x08: 1, 0x09: 8, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16, 0x06: 0, 0x0A: 0,
+             0xFF: 0, 0x7F: 0}
+    if kind in fixed:
+        return fixed[kind]
+    (length,) = struct.unpack_from("<i", raw, at)
+    if kind in (0x02, 0x0D, 0x0E):
+        return 4 + length
+    if kind in (0x03, 0x04, 0x0F):
+        return length
+    if kind == 0x05:
+        return 5 + length
+    if kind == 0x0C:
+        return 4 + length + 12
+    if kind == 0x0B:
+        first = raw.index(b"\x00", at)
+        return raw.index(b"\x00", first + 1) + 1 - at
+    raise ValueError(f"BSON type {kind:#x}")
+
+
+def id_rank(element: bytes) -> int:
+    return _RANK.get(element[0], 0)
+
+
+def id_value(element: bytes) -> Any:
+    """The ``_id`` value of an ``id_element``."""
+    return bson.decode(_doc(element))["_id"]
+
+
+def _doc(element: bytes) -> bytes:
+    return struct.pack("<i", len(element) + 5) + element + b"\x00"
+
+
+def _normal(value: Any) -> Any:
+    """Numbers by value (1, 1.0 and Int64(1) are one ``_id`` in MongoDB), so that a key made from a
+    raw document and one made from a line read back (relaxed or canonical JSON) agree."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Int64)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
+def id_text(value: Any) -> str:
+    return json_util.dumps(_normal(value), json_options=json_util.RELAXED_JSON_OPTIONS, sort_keys=False)
+
+
+def row_key(copy: int, id_value_: Any) -> str:
+    """The identity of a snapshot row for ``intent.Numbering``: the copy (unique in the pipeline) and the
+    document's ``_id``. A copy reads each ``_id`` at most once (ascending, after the last one read), so
+    this is unique. No chunk number: a replay may cut chunks elsewhere. No namespace: a copy keeps its
+    number across a rename, so a row a failed run made durable is recognised under the new name."""
+    return f"{SNAP_PREFIX}{copy}:{id_text(id_value_)}"
+
+
+def line_row_key(line: dict) -> str | None:
+    """``row_key`` of a snapshot line read back from the lake (JSON parsed by orjson)."""
+    snap, key = line.get("snapshot"), line.get("documentKey")
+    if not isinstance(snap, dict) or not isinstance(key, dict) or "_id" not in key:
+        return None
+    value = json_util.loads(json.dumps({"v": key["_id"]}))["v"]
+    return row_key(int(_plain(snap.get("copy"))), value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return next(iter(value.values()))  # {"$numberInt": "3"} / {"$numberLong": "3"}
+    return value
+
+
+def copy_of_key(key: str) -> tuple[int, str] | None:
+    """(copy, ``_id`` text) of a snapshot row key; None for other keys."""
+    if not key.startswith(SNAP_PREFIX):
+        return None
+    copy, text = key[len(SNAP_PREFIX):].split(":", 1)
+    return int(copy), text
+
+
+def compare_ids(a: Any, b: Any) -> int:
+    """BSON comparison of two ``_id`` values (-1, 0, 1), as mongod orders an index: type bracket first,
+    then the value (numbers by value, strings by UTF-8 bytes, documents field by field)."""
+    ra, rb = _rank_of(a), _rank_of(b)
+    if ra != rb:
+        return -1 if ra < rb else 1
+    ka, kb = _sort_value(a, ra), _sort_value(b, rb)
+    if ra == 20:  # documents: element by element (type bracket, field name, value), shorter first
+        for (na, va), (nb, vb) in zip(ka, kb):
+            ta, tb = _rank_of(va), _rank_of(vb)
+            if ta != tb:
+                return -1 if ta < tb else 1
+            if na != nb:
+                return -1 if na.encode() < nb.encode() else 1
+            c = compare_ids(va, vb)
+            if c:
+                return c
+        return (len(ka) > len(kb)) - (len(ka) < len(kb))
+    if ra == 25:
+        for va, vb in zip(ka, kb):
+            c = compare_ids(va, vb)
+            if c:
+                return c
+        return (len(ka) > len(kb)) - (len(ka) < len(kb))
+    return (ka > kb) - (ka < kb)
+
+
+def _rank_of(value: Any) -> int:
+    return id_rank(id_element(bson.encode({"_id": value})))
+
+
+def _sort_value(value: Any, rank: int) -> Any:
+    import decimal
+
+    if rank == 10:
+        return value.to_decimal() if hasattr(value, "to_decimal") else decimal.Decimal(repr(value)) \
+            if isinstance(value, float) else decimal.Decimal(int(value))
+    if rank == 15:
+        return str(value).encode()
+    if rank == 20:
+        return list(value.items())
+    if rank == 25:
+        return list(value)
+    if rank == 30:
+        return (len(value), getattr(value, "subtype", 0), bytes(value))
+    if rank == 35:
+        return value.binary
+    if rank == 45:
+        from bson.datetime_ms import _datetime_to_millis
+
+        return value._value if hasattr(value, "_value") else _datetime_to_millis(value)
+    if rank == 47:
+        return (value.time, value.inc)
+    if rank == 50:
+        return (value.pattern, value.flags)
+    if rank in (1, 5, 100):
+        return 0
+    return value
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+@dataclass
+class CollectionCopy:
+    copy: int  # unique in the pipeline
+    db: str
+    coll: str
+    reason: str  # initial, history_lost, requested
+    after: str | None = None  # canonical Extended JSON of {"_id": last _id read}; None: from the start
+    chunks: int = 0  # chunks done (the next chunk's number)
+    copied: int = 0  # rows written
+    estimated: int | None = None  # estimatedDocumentCount when the copy started
+    started: float | None = None  # when its first chunk was read (seconds)
+    seconds: float = 0.0  # time spent reading and writing its chunks
+    finished: str | None = None  # done, dropped, renamed_out, database_dropped, replaced
+
+    @property
+    def ns(self) -> str:
+        return f"{self.db}.{self.coll}"
+
+    def after_id(self) -> tuple[bool, Any]:
+        if self.after is None:
+            return False, None
+        return True, json_util.loads(self.after)["_id"]
+
+
+@dataclass
+class Progress:
+    copies: list[CollectionCopy] = field(default_factory=list)  # unfinished, in copy order
+    finished: list[CollectionCopy] = field(default_factory=list)  # the last few finished
+    next_copy: int = 1
+    requests: list[str] = field(default_factory=list)  # "db.coll" asked for by `python -m shared snapshot`
+    oplog_window: float | None = None  # seconds of history the oplog held at the last run (for warnings)
+
+    # -- storage --
+    def to_json(self) -> str:
+        return json.dumps({"copies": [asdict(c) for c in self.copies], "finished": [asdict(c) for c in self.finished],
+                           "next_copy": self.next_copy, "requests": self.requests,
+                           "oplog_window": self.oplog_window}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Progress":
+        data = json.loads(text)
+        progress = cls([CollectionCopy(**c) for c in data.get("copies", [])],
+                       [CollectionCopy(**c) for c in data.get("finished", [])],
+                       int(data.get("next_copy", 1)), [str(r) for r in data.get("requests", [])],
+                       data.get("oplog_window"))
+        if progress.next_copy < 1 or any(c.copy >= progress.next_copy or c.chunks < 0 for c in progress.copies):
+            raise ValueError("snapshot progress numbers")
+        return progress
+
+    def clone(self) -> "Progress":
+        return Progress.from_json(self.to_json())
+
+    # -- decisions --
+    @property
+    def active(self) -> CollectionCopy | None:
+        return self.copies[0] if self.copies else None
+
+    def start(self, namespaces: Iterable[tuple[str, str]], reason: str) -> list[CollectionCopy]:
+        """New copies of ``namespaces`` (a copy already running for one of them is replaced)."""
+        made = []
+        for db, coll in namespaces:
+            for old in [c for c in self.copies if (c.db, c.coll) == (db, coll)]:
+                self._finish(old, "replaced")
+            copy = CollectionCopy(self.next_copy, db, coll, reason)
+            self.next_copy += 1
+            self.copies.append(copy)
+            made.append(copy)
+        return made
+
+    def _finish(self, copy: CollectionCopy, how: str) -> None:
+        copy.finished = how
+        self.copies = [c for c in self.copies if c.copy != copy.copy]
+        self.finished = (self.finished + [copy])[-KEEP_FINISHED:]
+
+    def chunk_written(self, copy_id: int, after: str | None, rows: int, seconds: float, exhausted: bool) -> None:
+        copy = self.find(copy_id)
+        if copy is None:
+            return
+        copy.after = after if after is not None else copy.after
+        copy.chunks += 1
+        copy.copied += rows
+        copy.seconds = round(copy.seconds + seconds, 3)
+        if exhausted:
+            self._finish(copy, "done")
+
+    def find(self, copy_id: int) -> CollectionCopy | None:
+        return next((c for c in self.copies if c.copy == copy_id), None)
+
+    def pending(self, copy_id: int, text: str) -> bool:
+        """Whether the copy ``copy_id`` has still to read the ``_id`` of ``text`` (an ``id_text``)."""
+        copy = self.find(copy_id)
+        if copy is None:
+            return False
+        has_after, after = copy.after_id()
+        return not has_after or compare_ids(json_util.loads(text), after) > 0
+
+    def on_event(self, kind: str, db: str | None, coll: str | None, to: tuple[str, str] | None,
+                 in_scope) -> None:
+        """A drop, rename or dropDatabase read from the stream: copies of that collection end, or follow
+        the rename (``in_scope(db, coll)`` says whether the new name is watched)."""
+        if kind == "drop":
+            for c in [c for c in self.copies if (c.db, c.coll) == (db, coll)]:
+                self._finish(c, "dropped")
+        elif kind == "dropDatabase":
+            for c in [c for c in self.copies if c.db == db]:
+                self._finish(c, "database_dropped")
+        elif kind == "rename" and to is not None:
+            for c in [c for c in self.copies if (c.db, c.coll) == to]:
+                self._finish(c, "dropped")  # dropTarget: the old target's documents are gone
+            for c in [c for c in self.copies if (c.db, c.coll) == (db, coll)]:
+                if in_scope(*to):
+                    c.db, c.coll = to
+                else:
+                    self._finish(c, "renamed_out")
+
+
+# -- one chunk ----------------------------------------------------------------------------------
+
+@dataclass
+class Window:
+    """A chunk read and not yet written: its rows wait until the stream has passed ``high``."""
+
+    copy: int
+    chunk: int
+    db: str
+    coll: str
+    low: tuple[int, int]
+    high: tuple[int, int]
+    docs: list[bytes]  # raw BSON documents in _id order
+    after: str | None  # canonical Extended JSON of {"_id": last _id read}
+    exhausted: bool  # fewer documents than asked: the collection has no more after this chunk
+    seconds: float = 0.0  # when the chunk was started (clock)
+    touched: set = field(default_factory=set)  # _id elements an event changed after ``low``
+    discarded: bool = False  # the collection was dropped or renamed meanwhile: write nothing
+    empty_reads: int = 0  # caught-up reads since ``high`` (see ``passed``)
+
+    def observe(self, kind: str, db: str | None, coll: str | None, key_element: bytes | None,
+                cluster: tuple[int, int]) -> None:
+        """An event read before the stream passed ``high``."""
+        if db != self.db:
+            return
+        if kind == "dropDatabase" or (coll == self.coll and kind in ("drop", "rename")):
+            self.discarded = True
+        elif coll == self.coll and key_element is not None and cluster > self.low:
+            self.touched.add(key_element)
+
+    def closes_at(self, cluster: tuple[int, int]) -> bool:
+        """Whether an event at ``cluster`` comes after the chunk (the rows go before it)."""
+        return cluster > self.high
+
+    def passed(self, token_cluster: tuple[int, int] | None) -> bool:
+        """Caught up: the stream has passed ``high`` when its post-batch token is at or after it, or
+        (a server whose token does not move on a quiet stream) after two empty reads since ``high``:
+        a read that began after ``high`` was noted sees every event up to it."""
+        self.empty_reads += 1
+        return (token_cluster is not None and token_cluster >= self.high) or self.empty_reads >= 2
+
+    def rows(self) -> list[tuple[bytes, bytes]]:
+        """(``_id`` element, raw document) of every document no event touched in the window."""
+        if self.discarded:
+            return []
+        out = []
+        touched = self.touched
+        for raw in self.docs:
+            element = id_element(raw)
+            if element not in touched:
+                out.append((element, raw))
+        return out
+
+
+class RowBuilder:
+    """Snapshot rows of one chunk as raw BSON, for the stream's line encoder::
+
+        {"operationType": "snapshot", "clusterTime": Timestamp(high), "ns": {"db", "coll"},
+         "documentKey": {"_id": ...}, "fullDocument": {...}, "snapshot": {"copy": c, "chunk": n}}
+    """
+
+    def __init__(self, window: Window) -> None:
+        t, i = window.high
+        self._head = (b"\x02operationType\x00" + struct.pack("<i", 9) + b"snapshot\x00"
+                      + b"\x11clusterTime\x00" + struct.pack("<II", i, t)
+                      + b"\x03ns\x00" + bson.encode({"db": window.db, "coll": window.coll}))
+        self._tail = b"\x03snapshot\x00" + bson.encode({"copy": window.copy, "chunk": window.chunk})
+
+    def build(self, element: bytes, raw: bytes) -> bytes:
+        body = self._head + b"\x03documentKey\x00" + _doc(element) + b"\x03fullDocument\x00" + raw + self._tail
+        return struct.pack("<i", len(body) + 5) + body + b"\x00"
+
+
+def token_cluster(token: Any) -> tuple[int, int] | None:
+    """The cluster time a resume token stands for, where its format is known: mongod's KeyString
+    (``_data`` starting with type byte 130, then the timestamp big-endian) and SecantusDB's hex BSON
+    (a ``t`` timestamp). None otherwise."""
+    try:
+        data = bytes.fromhex(token["_data"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(data) >= 9 and data[0] == 130:
+        t, i = struct.unpack(">II", data[1:9])
+        return t, i
+    try:
+        ts = bson.decode(data).get("t")
+        return (ts.time, ts.inc) if isinstance(ts, bson.Timestamp) else None
+    except Exception:  # noqa: BLE001 - an opaque token
+        return None
+
+
+def event_facts(event: RawBSONDocument) -> tuple[str, str | None, str | None, tuple[str, str] | None, bytes | None]:
+    """(operationType, db, coll, rename target, documentKey ``_id`` element) of a raw change event."""
+    kind = event["operationType"]
+    ns = event.get("ns")
+    db = ns.get("db") if ns is not None else None
+    coll = ns.get("coll") if ns is not None else None
+    to = None
+    if kind == "rename":
+        target = event.get("to")
+        to = (target["db"], target["coll"]) if target is not None else None
+    key = event.get("documentKey")
+    element = None
+    if key is not None:
+        try:
+            element = id_element(key.raw)
+        except ValueError:
+            element = None
+    return kind, db, coll, to, element
+
+
+# -- status figures -------------------------------------------------------------------------------
+
+def figures(copy: CollectionCopy, oplog_window: float | None, chunk_docs: int) -> dict:
+    """What the run report and ``status`` show for one copy."""
+    rate = copy.copied / copy.seconds if copy.seconds > 0 else None
+    left = max(0, copy.estimated - copy.copied) if copy.estimated is not None else None
+    out = {"ns": copy.ns, "copy": copy.copy, "reason": copy.reason, "copied": copy.copied, "chunks": copy.chunks,
+           "estimated_documents": copy.estimated, "remaining_estimate": left,
+           "chunks_left_estimate": None if left is None else -(-left // max(1, chunk_docs)),
+           "docs_per_second": round(rate, 1) if rate else None,
+           "eta_seconds": round(left / rate) if rate and left is not None else None,
+           "finished": copy.finished}
+    if out["eta_seconds"] is not None and oplog_window is not None and out["eta_seconds"] > oplog_window * 0.8:
+        out["warning"] = (f"the copy of {copy.ns} is likely to take {out['eta_seconds']} s, longer than (80% of) "
+                          f"the oplog window of {oplog_window:.0f} s: the stored position may leave the oplog")
+    return out
+
+
+# -- reading chunks (the I/O) ---------------------------------------------------------------------
+
+class ChunkReader:
+    """Reads chunks by ``_id`` range as raw BSON, and the server's cluster time."""
+
+    def __init__(self, client, errors) -> None:
+        self._client = client  # a MongoClient with document_class=RawBSONDocument
+        self._errors = errors  # ChangeSource.errors: driver errors with a kind
+
+    def server_time(self) -> tuple[int, int]:
+        with self._errors("reading the server's cluster time for a snapshot chunk"):
+            ts = self._client.admin.command("ping")["operationTime"]
+        return ts.time, ts.inc
+
+    def read(self, copy: CollectionCopy, limit: int, max_bytes: int) -> tuple[list[bytes], str | None, bool]:
+        """Up to ``limit`` documents (and about ``max_bytes``) after the copy's ``after``, in BSON
+        ``_id`` order: (raw documents, the new ``after``, whether the collection has no more)."""
+        coll = self._client[copy.db][copy.coll]
+        has_after, after = copy.after_id()
+        docs: list[bytes] = []
+        size = 0
+        last = None
+        queries = [{"_id": {"$gt": after}}] if has_after else [{}]
+        if has_after:
+            rank = id_rank(id_element(bson.encode({"_id": after})))
+            later = types_after(rank)
+            if later and rank != 1:  # after MinKey, $gt already reaches every type
+                queries.append({"_id": {"$type": later}})
+        with self._errors(f"reading a snapshot chunk of {copy.ns}"):
+            for query in queries:
+                cursor = coll.find(query, sort=[("_id", 1)], limit=limit - len(docs),
+                                   batch_size=min(limit, 1000))
+                try:
+                    for doc in cursor:
+                        raw = doc.raw
+                        docs.append(raw)
+                        last = raw
+                        size += len(raw)
+                        if size >= max_bytes:
+                            break
+                finally:
+                    cursor.close()
+                if len(docs) >= limit or size >= max_bytes:
+                    break
+        full = len(docs) >= limit or size >= max_bytes
+        new_after = None
+        if last is not None:
+            new_after = json_util.dumps(bson.decode(_doc(id_element(last))),
+                                        json_options=json_util.CANONICAL_JSON_OPTIONS)
+        return docs, new_after, not full
+
+    def estimate(self, db: str, coll: str) -> int | None:
+        try:
+            with self._errors(f"estimating the size of {db}.{coll}"):
+                return int(self._client[db][coll].estimated_document_count())
+        except Exception:  # noqa: BLE001 - a figure for status only
+            return None
+
+    def namespaces(self, scope) -> list[tuple[str, str]]:
+        """The collections of the scope, in name order (views and system collections left out)."""
+        with self._errors("listing the collections to snapshot"):
+            if scope.kind == "collection":
+                names = self._client[scope.db].list_collection_names(filter={"name": scope.coll})
+                return [(scope.db, scope.coll)] if names else []
+            dbs = [scope.db] if scope.kind == "database" else sorted(
+                d for d in self._client.list_database_names() if d not in SYSTEM_DATABASES)
+            out = []
+            for db in dbs:
+                for info in self._client[db].list_collections():
+                    name, kind = info["name"], info.get("type", "collection")
+                    if kind == "collection" and not name.startswith("system."):
+                        out.append((db, name))
+            return sorted(out)
+
+    def oplog_window(self) -> float | None:
+        """Seconds of history the oplog holds now (first to last entry), when the server shows it."""
+        try:
+            oplog = self._client["local"]["oplog.rs"]
+            first = oplog.find_one({}, sort=[("$natural", 1)], projection={"ts": 1})
+            last = oplog.find_one({}, sort=[("$natural", -1)], projection={"ts": 1})
+            if first is None or last is None:
+                return None
+            return float(last["ts"].time - first["ts"].time)
+        except Exception:  # noqa: BLE001 - not every user may read local.oplog.rs
+            return None
+
+
+# -- the copier: one run's snapshot work, for the drain --------------------------------------------
+
+class Copier:
+    """The snapshot side of one drain run: the progress, the chunk being read (``window``), and the
+    figures of the run report. The drain decides when (``shared.drain``); this decides what."""
+
+    def __init__(self, progress: Progress, reader: ChunkReader, clock, in_scope, chunk_docs: int,
+                 max_bytes: int) -> None:
+        self.progress = progress
+        self.reader = reader
+        self.clock = clock
+        self.in_scope = in_scope  # (db, coll) -> bool
+        self.chunk_docs, self.max_bytes = chunk_docs, max(1, max_bytes)
+        self.window: Window | None = None
+        self.rows_written = 0
+        self.run_copies: dict[int, CollectionCopy] = {}  # copies this run worked on (for the report)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.progress.copies)
+
+    @property
+    def busy(self) -> bool:
+        """Whether events concern the copier (a copy in progress or a chunk waiting)."""
+        return self.window is not None or bool(self.progress.copies)
+
+    def start_requests(self) -> list[str]:
+        """Turn stored requests into copies (those out of the scope are dropped); returns the ignored."""
+        wanted, ignored = [], []
+        for ns in self.progress.requests:
+            db, _, coll = ns.partition(".")
+            (wanted if db and coll and self.in_scope(db, coll) else ignored).append((db, coll))
+        self.progress.requests = []
+        self.progress.start(wanted, "requested")
+        return [f"{db}.{coll}" for db, coll in ignored]
+
+    def on_event(self, event: RawBSONDocument, cluster: tuple[int, int]) -> None:
+        """Every event read (also one a replay skips): the open chunk notes the keys it touched; a drop
+        or rename moves the progress."""
+        kind, db, coll, to, element = event_facts(event)
+        if self.window is not None:
+            self.window.observe(kind, db, coll, element, cluster)
+        if kind in ("drop", "rename", "dropDatabase"):
+            self.progress.on_event(kind, db, coll, to, self.in_scope)
+
+    def open_window(self) -> Window:
+        """Read the active copy's next chunk between two cluster times (the watermarks)."""
+        copy = self.progress.active
+        started = self.clock()
+        if copy.estimated is None:
+            copy.estimated = self.reader.estimate(copy.db, copy.coll)
+        if copy.started is None:
+            copy.started = round(started, 3)
+        low = self.reader.server_time()
+        docs, after, exhausted = self.reader.read(copy, self.chunk_docs, self.max_bytes)
+        high = self.reader.server_time()
+        self.window = Window(copy.copy, copy.chunks, copy.db, copy.coll, low, high, docs, after, exhausted, started)
+        self.run_copies[copy.copy] = copy
+        return self.window
+
+    def rows(self, window: Window):
+        """(key, raw snapshot row) of every row of the chunk to write, in ``_id`` order."""
+        builder = RowBuilder(window)
+        for element, raw in window.rows():
+            yield row_key(window.copy, id_value(element)), builder.build(element, raw)
+
+    def chunk_done(self, window: Window, rows: int) -> None:
+        """The chunk's rows are in the batch: the progress moves (with them, in the next checkpoint)."""
+        self.window = None
+        if window.discarded:
+            return
+        self.rows_written += rows
+        self.progress.chunk_written(window.copy, window.after, rows, self.clock() - window.seconds, window.exhausted)
+
+    def discard(self) -> None:
+        """The chunk is not written (the run ends, or the stream restarts): it is read again later."""
+        self.window = None
+
+    def report(self) -> list[dict]:
+        copies = {c.copy: c for c in self.progress.finished + self.progress.copies if c.copy in self.run_copies}
+        copies.update({c.copy: c for c in self.progress.copies})
+        return [figures(c, self.progress.oplog_window, self.chunk_docs) for c in sorted(copies.values(),
+                                                                                          key=lambda c: c.copy)]
