@@ -355,11 +355,14 @@ class Window:
     empty_reads: int = 0  # caught-up reads since ``high`` (see ``passed``)
 
     def observe(self, kind: str, db: str | None, coll: str | None, key_element: bytes | None,
-                cluster: tuple[int, int]) -> None:
-        """An event read before the stream passed ``high``."""
+                cluster: tuple[int, int], lookup_failed: bool = False) -> None:
+        """An event read before the stream passed ``high``. An update whose looked-up document is
+        missing (``updateLookup`` found it gone: deleted or renamed by the time it was read) carries
+        no state to replace a row with, and announces a rename as well as a delete: the chunk is
+        read again later."""
         if db != self.db:
             return
-        if kind == "dropDatabase" or (coll == self.coll and kind in ("drop", "rename")):
+        if kind == "dropDatabase" or (coll == self.coll and (kind in ("drop", "rename") or lookup_failed)):
             self.discarded = True
         elif coll == self.coll and key_element is not None and cluster > self.low:
             self.touched.add(key_element)
@@ -426,7 +429,8 @@ def token_cluster(token: Any) -> tuple[int, int] | None:
 
 
 def event_facts(event: RawBSONDocument) -> tuple[str, str | None, str | None, tuple[str, str] | None, bytes | None]:
-    """(operationType, db, coll, rename target, documentKey ``_id`` element) of a raw change event."""
+    """(operationType, db, coll, rename target, documentKey ``_id`` element) of a raw change event;
+    an update without its document (see ``Window.observe``) reports ``update_without_document``."""
     kind = event["operationType"]
     ns = event.get("ns")
     db = ns.get("db") if ns is not None else None
@@ -435,6 +439,8 @@ def event_facts(event: RawBSONDocument) -> tuple[str, str | None, str | None, tu
     if kind == "rename":
         target = event.get("to")
         to = (target["db"], target["coll"]) if target is not None else None
+    if kind == "update" and "fullDocument" in event and event["fullDocument"] is None:
+        kind = "update_without_document"
     key = event.get("documentKey")
     element = None
     if key is not None:
@@ -591,7 +597,7 @@ class Copier:
         or rename moves the progress."""
         kind, db, coll, to, element = event_facts(event)
         if self.window is not None:
-            self.window.observe(kind, db, coll, element, cluster)
+            self.window.observe(kind, db, coll, element, cluster, kind == "update_without_document")
         if kind in ("drop", "rename", "dropDatabase"):
             self.progress.on_event(kind, db, coll, to, self.in_scope)
 

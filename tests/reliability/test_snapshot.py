@@ -4,7 +4,8 @@ stream's events (``shared.snapshot``), resumable and exactly once under kills.
 What every case checks at the end (``assert_replay_matches``):
 
 * the lake replayed in ``_seq`` order (snapshot rows, inserts and replaces as upserts of
-  ``fullDocument``, updates by their ``fullDocument``, deletes, drops, renames) equals every
+  ``fullDocument``, updates by their ``fullDocument``, or by ``updateDescription`` when
+  ``updateLookup`` found no document, deletes, drops, renames) equals every
   collection's contents;
 * no snapshot row is older than an event before it in ``_seq`` order for its key (its
   ``clusterTime`` is at or after the event's);
@@ -107,6 +108,10 @@ def replay(lines: list[dict]) -> tuple[dict, list[str]]:
             last_event[(name, k)] = line["clusterTime"]
             if line.get("fullDocument") is not None:
                 docs[k] = line["fullDocument"]
+            elif kind == "update" and k in docs:  # no document (updateLookup found it gone): the delta
+                delta = line["updateDescription"]
+                docs[k] = {**{f: v for f, v in docs[k].items() if f not in delta["removedFields"]},
+                           **delta["updatedFields"]}
         elif kind == "delete":
             last_event[(name, k)] = line["clusterTime"]
             docs.pop(k, None)
@@ -266,7 +271,7 @@ def test_writes_going_on_while_the_chunks_are_read(make_pipeline):
 
 
 MIXED_IDS = [MinKey(), None, -5, 2.5, Int64(3), Decimal128("3.5"), 7, "", "a", "b", {"a": 1}, {"a": 1, "b": 2},
-             {"b": 0}, bson.Binary(b"\x01"), ObjectId("0" * 24), ObjectId("f" * 24), False, True,
+             {"b": 0}, {"a": "x"}, bson.Binary(b"\x01"), ObjectId("0" * 24), ObjectId("f" * 24), False, True,
              bson.datetime_ms.DatetimeMS(5), bson.Timestamp(1, 1), MaxKey()]
 
 
