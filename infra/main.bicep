@@ -199,6 +199,18 @@ param maxBufferBytes string = '64MiB'
 ])
 param onHistoryLost string = 'fail'
 
+@description('Copy the documents that already exist: off, initial, or when_needed (also after lost history) (SNAPSHOT).')
+@allowed([
+  'off'
+  'initial'
+  'when_needed'
+])
+param snapshot string = 'off'
+
+@description('Documents per snapshot chunk (SNAPSHOT_CHUNK_DOCS).')
+@minValue(1)
+param snapshotChunkDocs int = 5000
+
 @description('Position age, in seconds, above which the status endpoint answers 503 (STATUS_MAX_POSITION_AGE_SECONDS).')
 @minValue(1)
 param statusMaxPositionAgeSeconds int = 600
@@ -385,6 +397,8 @@ var appSettings = {
   ROLL_MAX_BYTES: rollMaxBytes
   MAX_BUFFER_BYTES: maxBufferBytes
   ON_HISTORY_LOST: onHistoryLost
+  SNAPSHOT: snapshot
+  SNAPSHOT_CHUNK_DOCS: string(snapshotChunkDocs)
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
   PIPELINES: pipelines
 }
