@@ -389,6 +389,12 @@ class _DrainRun:
             if seq is not None:
                 self._add(folder, t, seq, self.encoder.encode(raw, seq))
                 self.report.snapshot_rows += 1
+        end = copier.end_line(window)
+        if end is not None:  # the copy's last chunk: a line that says it is complete
+            key = end[0]
+            seq = numbering.assign(key, window.high)
+            if seq is not None:
+                self._add(folder, t, seq, self.encoder.encode(end[1], seq))
         if key is not None:
             self.last_read = (key, window.high)
         copier.chunk_done(window, rows)

@@ -58,7 +58,7 @@ def line_key(line: dict) -> str | None:
     """The identity of a line read back from the lake (parsed JSON), as ``event_key`` gives it."""
     token = line.get("_id")
     if token is None:
-        if line.get("operationType") == "snapshot":
+        if line.get("operationType") in ("snapshot", "snapshotEnd"):
             from .snapshot import line_row_key  # deferred: only snapshot rows need it
 
             return line_row_key(line)

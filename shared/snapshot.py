@@ -38,6 +38,7 @@ from bson import Int64, json_util
 from bson.raw_bson import RawBSONDocument
 
 SNAP_PREFIX = "snap:"
+END_PREFIX = "snapend:"
 MODES = ("off", "initial", "when_needed")
 SYSTEM_DATABASES = ("admin", "local", "config")
 KEEP_FINISHED = 20  # finished copies kept in the checkpoint for status
@@ -133,9 +134,16 @@ def row_key(copy: int, id_value_: Any) -> str:
     return f"{SNAP_PREFIX}{copy}:{id_text(id_value_)}"
 
 
+def end_key(copy: int) -> str:
+    """The identity of a copy's end line."""
+    return f"{END_PREFIX}{copy}"
+
+
 def line_row_key(line: dict) -> str | None:
-    """``row_key`` of a snapshot line read back from the lake (JSON parsed by orjson)."""
+    """``row_key`` (or ``end_key``) of a snapshot line read back from the lake (JSON parsed by orjson)."""
     snap, key = line.get("snapshot"), line.get("documentKey")
+    if line.get("operationType") == "snapshotEnd" and isinstance(snap, dict):
+        return end_key(int(_plain(snap.get("copy"))))
     if not isinstance(snap, dict) or not isinstance(key, dict) or "_id" not in key:
         return None
     value = json_util.loads(json.dumps({"v": key["_id"]}))["v"]
@@ -148,8 +156,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def copy_of_key(key: str) -> tuple[int, str] | None:
-    """(copy, ``_id`` text) of a snapshot row key; None for other keys."""
+def copy_of_key(key: str) -> tuple[int, str | None] | None:
+    """(copy, ``_id`` text) of a snapshot row key, (copy, None) of an end line's; None for other keys."""
+    if key.startswith(END_PREFIX):
+        return int(key[len(END_PREFIX):]), None
     if not key.startswith(SNAP_PREFIX):
         return None
     copy, text = key[len(SNAP_PREFIX):].split(":", 1)
@@ -229,6 +239,7 @@ class CollectionCopy:
     copied: int = 0  # rows written
     estimated: int | None = None  # estimatedDocumentCount when the copy started
     started: float | None = None  # when its first chunk was read (seconds)
+    since: list[int] | None = None  # the low watermark of its first chunk written (cluster time)
     seconds: float = 0.0  # time spent reading and writing its chunks
     finished: str | None = None  # done, dropped, renamed_out, database_dropped, replaced
 
@@ -292,10 +303,13 @@ class Progress:
         self.copies = [c for c in self.copies if c.copy != copy.copy]
         self.finished = (self.finished + [copy])[-KEEP_FINISHED:]
 
-    def chunk_written(self, copy_id: int, after: str | None, rows: int, seconds: float, exhausted: bool) -> None:
+    def chunk_written(self, copy_id: int, after: str | None, rows: int, seconds: float, exhausted: bool,
+                      low: tuple[int, int] | None = None) -> None:
         copy = self.find(copy_id)
         if copy is None:
             return
+        if copy.since is None and low is not None:
+            copy.since = list(low)
         copy.after = after if after is not None else copy.after
         copy.chunks += 1
         copy.copied += rows
@@ -306,11 +320,14 @@ class Progress:
     def find(self, copy_id: int) -> CollectionCopy | None:
         return next((c for c in self.copies if c.copy == copy_id), None)
 
-    def pending(self, copy_id: int, text: str) -> bool:
-        """Whether the copy ``copy_id`` has still to read the ``_id`` of ``text`` (an ``id_text``)."""
+    def pending(self, copy_id: int, text: str | None) -> bool:
+        """Whether the copy ``copy_id`` has still to read the ``_id`` of ``text`` (an ``id_text``), or
+        (``text`` None) to end."""
         copy = self.find(copy_id)
         if copy is None:
             return False
+        if text is None:
+            return True
         has_after, after = copy.after_id()
         return not has_after or compare_ids(json_util.loads(text), after) > 0
 
@@ -628,7 +645,27 @@ class Copier:
         if window.discarded:
             return
         self.rows_written += rows
-        self.progress.chunk_written(window.copy, window.after, rows, self.clock() - window.seconds, window.exhausted)
+        self.progress.chunk_written(window.copy, window.after, rows, self.clock() - window.seconds, window.exhausted,
+                                    window.low)
+
+    def end_line(self, window: Window) -> tuple[str, bytes] | None:
+        """(key, raw line) of the copy's end, when this chunk is its last; call before ``chunk_done``::
+
+            {"operationType": "snapshotEnd", "clusterTime": Timestamp(high), "ns": {...},
+             "snapshot": {"copy": c, "chunks": n, "since": Timestamp(low of its first chunk)}}
+
+        A reader deletes then every document of the collection that no line touched since ``since``:
+        it was deleted before the copy began (a re-snapshot after lost history, or a repair)."""
+        copy = self.progress.find(window.copy)
+        if window.discarded or not window.exhausted or copy is None:
+            return None
+        since = copy.since or list(window.low)
+        t, i = window.high
+        doc = {"operationType": "snapshotEnd", "clusterTime": bson.Timestamp(t, i),
+               "ns": {"db": window.db, "coll": window.coll},
+               "snapshot": {"copy": window.copy, "chunks": window.chunk + 1,
+                            "since": bson.Timestamp(since[0], since[1])}}
+        return end_key(window.copy), bson.encode(doc)
 
     def discard(self) -> None:
         """The chunk is not written (the run ends, or the stream restarts): it is read again later."""

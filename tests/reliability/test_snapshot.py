@@ -5,7 +5,8 @@ What every case checks at the end (``assert_replay_matches``):
 
 * the lake replayed in ``_seq`` order (snapshot rows, inserts and replaces as upserts of
   ``fullDocument``, updates by their ``fullDocument``, or by ``updateDescription`` when
-  ``updateLookup`` found no document, deletes, drops, renames) equals every
+  ``updateLookup`` found no document, deletes, drops, renames; at a copy's ``snapshotEnd``, the
+  documents no line touched since the copy began are gone) equals every
   collection's contents;
 * no snapshot row is older than an event before it in ``_seq`` order for its key (its
   ``clusterTime`` is at or after the event's);
@@ -91,6 +92,7 @@ def replay(lines: list[dict]) -> tuple[dict, list[str]]:
     """The lake replayed in ``_seq`` order: ns -> {_id key: document}; and the stale snapshot rows."""
     state: dict[str, dict[bytes, dict]] = {}
     last_event: dict[tuple[str, bytes], object] = {}
+    touched: dict[tuple[str, bytes], object] = {}  # last line (row or event) of each document
     stale = []
     for line in lines:
         kind = line.get("operationType")
@@ -104,7 +106,13 @@ def replay(lines: list[dict]) -> tuple[dict, list[str]]:
             if seen is not None and line["clusterTime"] < seen:
                 stale.append(f"{name} {key!r}: snapshot row at {line['clusterTime']} after an event at {seen}")
             docs[k] = line["fullDocument"]
+            touched[(name, k)] = line["clusterTime"]
+        elif kind == "snapshotEnd":  # a document no line touched since the copy began is gone
+            since = line["snapshot"]["since"]
+            for gone in [kk for kk in docs if touched.get((name, kk)) is None or touched[(name, kk)] < since]:
+                docs.pop(gone)
         elif kind in ("insert", "replace", "update"):
+            touched[(name, k)] = line["clusterTime"]
             last_event[(name, k)] = line["clusterTime"]
             if line.get("fullDocument") is not None:
                 docs[k] = line["fullDocument"]
@@ -114,6 +122,7 @@ def replay(lines: list[dict]) -> tuple[dict, list[str]]:
                            **delta["updatedFields"]}
         elif kind == "delete":
             last_event[(name, k)] = line["clusterTime"]
+            touched[(name, k)] = line["clusterTime"]
             docs.pop(k, None)
         elif kind == "drop":
             state[name] = {}
@@ -125,13 +134,15 @@ def replay(lines: list[dict]) -> tuple[dict, list[str]]:
             state[target] = state.pop(name, {})
             for (n, kk) in [x for x in last_event if x[0] == name]:
                 last_event[(target, kk)] = last_event.pop((n, kk))
+            for (n, kk) in [x for x in touched if x[0] == name]:
+                touched[(target, kk)] = touched.pop((n, kk))
         elif kind == "dropDatabase":
             for other in [n for n in state if n.startswith(f"{ns.get('db')}.")]:
                 state[other] = {}
     return state, stale
 
 
-def assert_replay_matches(pipeline, names=None) -> list[dict]:
+def assert_replay_matches(pipeline, names=None, check_events=True) -> list[dict]:
     lines = pipeline.lake_lines()
     for line in lines:
         line.pop("__path", None)
@@ -155,9 +166,12 @@ def assert_replay_matches(pipeline, names=None) -> list[dict]:
         db, _, coll = ns.partition(".")
         if db == pipeline.db and coll not in database.list_collection_names():
             assert not docs, f"{ns} was dropped; the replay still holds {len(docs)} documents"
-    events = [line for line in lines if line["operationType"] != "snapshot"]
-    want_events = pipeline.independent_events()
-    assert [_key(e) for e in events] == [_key(e) for e in want_events], "the change events differ from the stream"
+    ends = [line["snapshot"]["copy"] for line in lines if line["operationType"] == "snapshotEnd"]
+    assert len(ends) == len(set(ends)), "a copy ended twice"
+    events = [line for line in lines if line["operationType"] not in ("snapshot", "snapshotEnd", "gap")]
+    if check_events:
+        want_events = pipeline.independent_events()
+        assert [_key(e) for e in events] == [_key(e) for e in want_events], "the change events differ from the stream"
     return lines
 
 
@@ -332,3 +346,27 @@ def test_collection_scope_drop_during_the_copy(make_pipeline):
     pipeline.collection("a").insert_many([{"_id": i} for i in range(5)])
     _finish(pipeline)
     assert_replay_matches(pipeline, ["a"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", [None, "after_restart:1", "snapshot_rows_added:1"])
+def test_when_needed_copies_again_after_lost_history(make_private_pipeline, kill):
+    """SNAPSHOT=when_needed (with ON_HISTORY_LOST=fail): after lost history the run restarts with a gap
+    record and copies the collection again; documents deleted and updated in the gap come right (the
+    copy's end line removes what no line touched since it began)."""
+    pipeline = make_private_pipeline(scope="collection", coll="items", **{**SNAP, "SNAPSHOT": "when_needed"})
+    coll = pipeline.collection()
+    coll.insert_many([{"_id": i, "v": 0} for i in range(60)])
+    _finish(pipeline)
+    coll.delete_many({"_id": {"$lt": 10}})  # in the gap: lost events
+    coll.update_many({"_id": {"$gte": 50}}, {"$set": {"v": 1}})
+    pipeline.collection("filler").insert_many([{"i": i} for i in range(1100)])
+    if kill:
+        assert pipeline.drain(failpoint=kill).killed
+        coll.insert_one({"_id": 1000, "v": 2})
+    _finish(pipeline)
+    lines = assert_replay_matches(pipeline, ["items"], check_events=False)
+    assert [line["operationType"] for line in lines].count("gap") == 1
+    ends = [line for line in lines if line["operationType"] == "snapshotEnd"]
+    assert [e["snapshot"]["copy"] for e in ends] == [1, 2]
+    assert pipeline.checkpoint().snapshot.finished[-1].reason == "history_lost"
