@@ -10,8 +10,8 @@ the committer (``commit``), the only place that orders "record the intent, write
    stream. Number each event (``intent.Numbering``), encode it, route it to its folder's file.
 4. Seal and commit the batch when the buffers reach ``MAX_BUFFER_BYTES`` and at the end.
 5. A run with no events still commits the post-batch position, so quiet streams stay fresh.
-6. With ``SNAPSHOT`` on, whenever the stream is caught up and a collection is being copied, read its
-   next chunk between two watermarks and write its rows once the stream has passed the second
+6. With ``SNAPSHOT`` on, whenever a collection is being copied and no chunk is waiting, read its next
+   chunk between two watermarks and write its rows once the stream has passed the second
    (``shared.snapshot``); the copy's progress is part of the checkpoint each batch seals.
 """
 
@@ -174,7 +174,8 @@ class _DrainRun:
             committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token,
                                                 snapshot=plan), None))
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
-        deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
+        deadline = self.deadline = (self.started + settings.drain_budget_seconds
+                                    - write_reserve(settings.drain_budget_seconds))
         self.encoder = LineEncoder(settings.json_mode)
         self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
         self.numbering = Numbering(checkpoint.seq)
@@ -241,6 +242,8 @@ class _DrainRun:
                     folder = lifecycle.dead_letter_folder(folder)
                     raw = lifecycle.dead_letter_record(raw, dead)
                 self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq))
+            if self.copier is not None and self.copier.window is None and self.copier.has_work:
+                self._snapshot_step(source)  # a stream that is never caught up still gets chunks
             if source.invalidated:
                 self.numbering.end_of_range()
                 outcome = "invalidated"
@@ -353,12 +356,13 @@ class _DrainRun:
         for ns in copier.start_requests():
             log.warning("pipeline %s: snapshot request for %s ignored: not in the scope (%s)",
                         self.settings.pipeline_name, ns, scope.describe())
-        if copier.has_work:
-            copier.progress.oplog_window = copier.reader.oplog_window()
+        if copier.has_work and (copier.progress.oplog_checked or 0) < self.clock() - 600:
+            copier.progress.oplog_window = copier.reader.oplog_window()  # every 10 minutes at most
+            copier.progress.oplog_checked = round(self.clock())
         return copier
 
     def _snapshot_step(self, source: ChangeSource) -> bool:
-        """Caught up: write the chunk waiting for this moment, or read the next one. False when there
+        """Write the chunk waiting for this moment (caught up), or read the next one. False when there
         is no snapshot work left (or none may start now: a failed run's range is still being replayed)."""
         copier = self.copier
         if copier is None:
@@ -372,9 +376,17 @@ class _DrainRun:
             return True
         if not copier.has_work or (self.numbering.replaying and not self.numbering.hold):
             return False
-        copier.open_window()
-        self.failpoint("snapshot_chunk_read")
-        return True
+        while True:
+            window = copier.open_window()
+            self.failpoint("snapshot_chunk_read")
+            if not window.reached(source.token_cluster()):
+                return True  # written meanwhile: read the stream up to the chunk's high watermark
+            # nothing was written since the stream's position: the rows go now, and the next chunk
+            self._write_chunk(window)
+            if self.batch.bytes >= self.seal_at:
+                self._commit(source)
+            if not copier.has_work or self.clock() >= self.deadline or self.numbering.replaying:
+                return True
 
     def _write_chunk(self, window: snapshot.Window) -> None:
         """The chunk's rows (less the keys the stream touched meanwhile) at the chunk's high watermark."""

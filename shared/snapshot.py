@@ -9,7 +9,7 @@ of the rows it describes (the drain puts it into the checkpoint that follows the
 
 One chunk (``Window``):
 
-1. when the stream is caught up, note the server's cluster time ``low``;
+1. note the server's cluster time ``low`` (whenever no chunk is waiting, the stream caught up or not);
 2. read up to ``SNAPSHOT_CHUNK_DOCS`` documents after ``after`` in ``_id`` order, as raw BSON;
 3. note the cluster time ``high``;
 4. read the stream on until it has passed ``high`` (an event later than ``high``, or a post-batch
@@ -124,6 +124,19 @@ def _normal(value: Any) -> Any:
 
 def id_text(value: Any) -> str:
     return json_util.dumps(_normal(value), json_options=json_util.RELAXED_JSON_OPTIONS, sort_keys=False)
+
+
+def element_text(element: bytes) -> str:
+    """``id_text`` of an ``id_element``, without decoding the common kinds (ObjectId, integers, strings)."""
+    kind = element[0]
+    if element[1:5] == b"_id\x00":
+        if kind == 0x07:
+            return '{"$oid": "' + element[5:17].hex() + '"}'
+        if kind == 0x10:
+            return str(struct.unpack_from("<i", element, 5)[0])
+        if kind == 0x12:
+            return str(struct.unpack_from("<q", element, 5)[0])
+    return id_text(id_value(element))
 
 
 def row_key(copy: int, id_value_: Any) -> str:
@@ -260,12 +273,14 @@ class Progress:
     next_copy: int = 1
     requests: list[str] = field(default_factory=list)  # "db.coll" asked for by `python -m shared snapshot`
     oplog_window: float | None = None  # seconds of history the oplog held at the last run (for warnings)
+    oplog_checked: float | None = None  # when oplog_window was read (seconds)
 
     # -- storage --
     def to_json(self) -> str:
         return json.dumps({"copies": [asdict(c) for c in self.copies], "finished": [asdict(c) for c in self.finished],
                            "next_copy": self.next_copy, "requests": self.requests,
-                           "oplog_window": self.oplog_window}, separators=(",", ":"))
+                           "oplog_window": self.oplog_window, "oplog_checked": self.oplog_checked},
+                          separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Progress":
@@ -273,7 +288,7 @@ class Progress:
         progress = cls([CollectionCopy(**c) for c in data.get("copies", [])],
                        [CollectionCopy(**c) for c in data.get("finished", [])],
                        int(data.get("next_copy", 1)), [str(r) for r in data.get("requests", [])],
-                       data.get("oplog_window"))
+                       data.get("oplog_window"), data.get("oplog_checked"))
         if progress.next_copy < 1 or any(c.copy >= progress.next_copy or c.chunks < 0 for c in progress.copies):
             raise ValueError("snapshot progress numbers")
         return progress
@@ -388,6 +403,10 @@ class Window:
         """Whether an event at ``cluster`` comes after the chunk (the rows go before it)."""
         return cluster > self.high
 
+    def reached(self, token_cluster: tuple[int, int] | None) -> bool:
+        """Whether the stream's position (a post-batch token while caught up) is at or after ``high``."""
+        return token_cluster is not None and token_cluster >= self.high
+
     def passed(self, token_cluster: tuple[int, int] | None) -> bool:
         """Caught up: the stream has passed ``high`` when its post-batch token is at or after it, or
         (a server whose token does not move on a quiet stream) after two empty reads since ``high``:
@@ -500,42 +519,12 @@ class ChunkReader:
             ts = self._client.admin.command("ping")["operationTime"]
         return ts.time, ts.inc
 
-    def read(self, copy: CollectionCopy, limit: int, max_bytes: int) -> tuple[list[bytes], str | None, bool]:
-        """Up to ``limit`` documents (and about ``max_bytes``) after the copy's ``after``, in BSON
-        ``_id`` order: (raw documents, the new ``after``, whether the collection has no more)."""
-        coll = self._client[copy.db][copy.coll]
-        has_after, after = copy.after_id()
-        docs: list[bytes] = []
-        size = 0
-        last = None
-        queries = [{"_id": {"$gt": after}}] if has_after else [{}]
-        if has_after:
-            rank = id_rank(id_element(bson.encode({"_id": after})))
-            later = types_after(rank)
-            if later and rank != 1:  # after MinKey, $gt already reaches every type
-                queries.append({"_id": {"$type": later}})
-        with self._errors(f"reading a snapshot chunk of {copy.ns}"):
-            for query in queries:
-                cursor = coll.find(query, sort=[("_id", 1)], limit=limit - len(docs),
-                                   batch_size=min(limit, 1000))
-                try:
-                    for doc in cursor:
-                        raw = doc.raw
-                        docs.append(raw)
-                        last = raw
-                        size += len(raw)
-                        if size >= max_bytes:
-                            break
-                finally:
-                    cursor.close()
-                if len(docs) >= limit or size >= max_bytes:
-                    break
-        full = len(docs) >= limit or size >= max_bytes
-        new_after = None
-        if last is not None:
-            new_after = json_util.dumps(bson.decode(_doc(id_element(last))),
-                                        json_options=json_util.CANONICAL_JSON_OPTIONS)
-        return docs, new_after, not full
+    def scan(self, copy: CollectionCopy, low: tuple[int, int]) -> "Scan":
+        """A cursor over the copy's documents after its ``after``, in BSON ``_id`` order."""
+        return Scan(self, copy, low)
+
+    def _cursor(self, copy: CollectionCopy, query: dict, batch: int):
+        return self._client[copy.db][copy.coll].find(query, sort=[("_id", 1)], batch_size=batch)
 
     def estimate(self, db: str, coll: str) -> int | None:
         try:
@@ -565,12 +554,81 @@ class ChunkReader:
         try:
             oplog = self._client["local"]["oplog.rs"]
             first = oplog.find_one({}, sort=[("$natural", 1)], projection={"ts": 1})
-            last = oplog.find_one({}, sort=[("$natural", -1)], projection={"ts": 1})
-            if first is None or last is None:
+            if first is None:
                 return None
-            return float(last["ts"].time - first["ts"].time)
+            return float(self.server_time()[0] - first["ts"].time)
         except Exception:  # noqa: BLE001 - not every user may read local.oplog.rs
             return None
+
+
+class Scan:
+    """One cursor over a copy's documents, read chunk by chunk (``next_chunk``).
+
+    Why one cursor for many chunks: a server without an ``_id`` index walk for a sorted range
+    (SecantusDB sorts the whole collection for each ``find``) would otherwise read the collection
+    once per chunk. A server may also hand out documents of a later batch as they were when the
+    cursor opened, so every chunk of a scan takes the scan's opening time as its ``low`` watermark,
+    and the keys the stream touched since then (``touched``, kept between chunks) are dropped from
+    each chunk. A scan ends after ``MAX_SCAN_SECONDS`` or ``MAX_SCAN_KEYS`` touched keys, and when
+    a chunk is not written (it is read again from a new scan)."""
+
+    MAX_SCAN_SECONDS = 300.0
+    MAX_SCAN_KEYS = 200_000
+
+    def __init__(self, reader: ChunkReader, copy: CollectionCopy, low: tuple[int, int]) -> None:
+        self.reader, self.copy_id, self.ns, self.after = reader, copy.copy, (copy.db, copy.coll), copy.after
+        self.low = low
+        self.touched: set = set()
+        self.opened = None  # clock reading, set by the copier
+        has_after, after = copy.after_id()
+        self._queries = [{"_id": {"$gt": after}}] if has_after else [{}]
+        if has_after:
+            rank = id_rank(id_element(bson.encode({"_id": after})))
+            later = types_after(rank)
+            if later and rank != 1:  # after MinKey, $gt already reaches every type
+                self._queries.append({"_id": {"$type": later}})
+        self._copy = copy
+        self._cursor = None
+        self.done = False
+
+    def fits(self, copy: CollectionCopy, now: float) -> bool:
+        """Whether this scan can give the copy's next chunk."""
+        return ((self.copy_id, self.ns, self.after) == (copy.copy, (copy.db, copy.coll), copy.after)
+                and not self.done and now - self.opened < self.MAX_SCAN_SECONDS
+                and len(self.touched) < self.MAX_SCAN_KEYS)
+
+    def next_chunk(self, limit: int, max_bytes: int) -> tuple[list[bytes], str | None, bool]:
+        """Up to ``limit`` documents (and about ``max_bytes``) in ``_id`` order: (raw documents, the
+        new ``after``, whether the collection has no more)."""
+        docs: list[bytes] = []
+        size = 0
+        with self.reader._errors(f"reading a snapshot chunk of {self.ns[0]}.{self.ns[1]}"):
+            while len(docs) < limit and size < max_bytes:
+                if self._cursor is None:
+                    if not self._queries:
+                        self.done = True
+                        break
+                    self._cursor = self.reader._cursor(self._copy, self._queries.pop(0), min(limit, 5000))
+                doc = next(self._cursor, None)
+                if doc is None:
+                    self._cursor.close()
+                    self._cursor = None
+                    continue
+                raw = doc.raw
+                docs.append(raw)
+                size += len(raw)
+        after = None
+        if docs:
+            after = json_util.dumps(bson.decode(_doc(id_element(docs[-1]))),
+                                    json_options=json_util.CANONICAL_JSON_OPTIONS)
+            self.after = after
+        return docs, after, self.done
+
+    def close(self) -> None:
+        self.done = True
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
 
 
 # -- the copier: one run's snapshot work, for the drain --------------------------------------------
@@ -587,6 +645,7 @@ class Copier:
         self.in_scope = in_scope  # (db, coll) -> bool
         self.chunk_docs, self.max_bytes = chunk_docs, max(1, max_bytes)
         self.window: Window | None = None
+        self.scan: Scan | None = None
         self.rows_written = 0
         self.run_copies: dict[int, CollectionCopy] = {}  # copies this run worked on (for the report)
 
@@ -615,6 +674,12 @@ class Copier:
         kind, db, coll, to, element = event_facts(event)
         if self.window is not None:
             self.window.observe(kind, db, coll, element, cluster, kind == "update_without_document")
+        elif self.scan is not None and db == self.scan.ns[0]:
+            if kind == "dropDatabase" or (coll == self.scan.ns[1] and kind in ("drop", "rename",
+                                                                               "update_without_document")):
+                self.close_scan()
+            elif coll == self.scan.ns[1] and element is not None and cluster > self.scan.low:
+                self.scan.touched.add(element)
         if kind in ("drop", "rename", "dropDatabase"):
             self.progress.on_event(kind, db, coll, to, self.in_scope)
 
@@ -626,23 +691,31 @@ class Copier:
             copy.estimated = self.reader.estimate(copy.db, copy.coll)
         if copy.started is None:
             copy.started = round(started, 3)
-        low = self.reader.server_time()
-        docs, after, exhausted = self.reader.read(copy, self.chunk_docs, self.max_bytes)
+        scan = self.scan
+        if scan is None or not scan.fits(copy, started):
+            self.close_scan()
+            scan = self.scan = self.reader.scan(copy, self.reader.server_time())
+            scan.opened = started
+        docs, after, exhausted = scan.next_chunk(self.chunk_docs, self.max_bytes)
         high = self.reader.server_time()
-        self.window = Window(copy.copy, copy.chunks, copy.db, copy.coll, low, high, docs, after, exhausted, started)
+        # the scan's low watermark and the keys touched since (see Scan)
+        self.window = Window(copy.copy, copy.chunks, copy.db, copy.coll, scan.low, high, docs, after, exhausted,
+                             started, touched=scan.touched)
         self.run_copies[copy.copy] = copy
         return self.window
 
     def rows(self, window: Window):
         """(key, raw snapshot row) of every row of the chunk to write, in ``_id`` order."""
         builder = RowBuilder(window)
+        prefix = f"{SNAP_PREFIX}{window.copy}:"
         for element, raw in window.rows():
-            yield row_key(window.copy, id_value(element)), builder.build(element, raw)
+            yield prefix + element_text(element), builder.build(element, raw)
 
     def chunk_done(self, window: Window, rows: int) -> None:
         """The chunk's rows are in the batch: the progress moves (with them, in the next checkpoint)."""
         self.window = None
         if window.discarded:
+            self.close_scan()  # read again from a new scan
             return
         self.rows_written += rows
         self.progress.chunk_written(window.copy, window.after, rows, self.clock() - window.seconds, window.exhausted,
@@ -670,6 +743,12 @@ class Copier:
     def discard(self) -> None:
         """The chunk is not written (the run ends, or the stream restarts): it is read again later."""
         self.window = None
+        self.close_scan()
+
+    def close_scan(self) -> None:
+        if self.scan is not None:
+            self.scan.close()
+            self.scan = None
 
     def report(self) -> list[dict]:
         copies = {c.copy: c for c in self.progress.finished + self.progress.copies if c.copy in self.run_copies}

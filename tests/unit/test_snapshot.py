@@ -15,7 +15,9 @@ from shared.snapshot import (
     Window,
     compare_ids,
     copy_of_key,
+    element_text,
     id_element,
+    id_text,
     row_key,
     token_cluster,
     types_after,
@@ -99,7 +101,7 @@ def test_types_after_a_bracket():
 
 
 @pytest.mark.parametrize("mode", ["relaxed", "canonical"])
-@pytest.mark.parametrize("value", [1, Int64(1 << 40), 2.5, "x:y", ObjectId("a" * 24), {"k": [1, "z"]},
+@pytest.mark.parametrize("value", [1, -7, Int64(1 << 40), Int64(-3), 2.5, "x:y", "é\"\n", ObjectId("a" * 24), {"k": [1, "z"]},
                                    bson.datetime_ms.DatetimeMS(1_700_000_000_123)])
 def test_a_row_read_back_has_the_key_the_drain_gave_it(mode, value):
     window = Window(3, 7, "shop", "orders", (10, 1), (12, 5), [_raw({"_id": value, "v": 1})], None, False)
@@ -111,6 +113,7 @@ def test_a_row_read_back_has_the_key_the_drain_gave_it(mode, value):
     assert parsed["operationType"] == "snapshot" and parsed["ns"] == {"db": "shop", "coll": "orders"}
     assert parsed["clusterTime"] == {"$timestamp": {"t": 12, "i": 5}}
     assert line_key(parsed) == row_key(3, value)
+    assert element_text(element) == id_text(value)
     assert copy_of_key(row_key(3, value))[0] == 3
 
 
