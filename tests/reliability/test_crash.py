@@ -109,3 +109,24 @@ def test_soak_random_kills(make_pipeline, mode):
     pipeline.assert_position_safe(seq)
     pipeline.assert_exactly_once()
     assert kills >= SOAK_RUNS // 3  # the soak really killed runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("nth", [1, 40])
+def test_killed_while_one_batch_is_committed_and_the_next_is_read(make_pipeline, emulator_control, mode, nth):
+    """The committer writes batch N in its thread while the reader reads batch N+1. A held flush
+    (the emulator delays it) keeps a commit in flight, and the run is killed at the ``nth`` event
+    read meanwhile; the next runs recover and the lake holds every event once."""
+    rng = random.Random(17)
+    pipeline = _pipeline(make_pipeline, mode)
+    write_round(pipeline, rng, inserts=60)
+    emulator_control.add_fault(op="flush", filesystem=pipeline.filesystem, action="delay", delay_seconds=2, count=2)
+    result = pipeline.drain(failpoint=f"during_commit:{nth}")
+    assert result.killed, f"no event was read during a commit: {result.describe()}"
+    seq = pipeline.assert_position_safe()
+    emulator_control.clear_faults()
+    write_round(pipeline, rng, inserts=20)
+    for _ in pipeline.drain_until_caught_up():
+        seq = pipeline.assert_position_safe(seq)
+    pipeline.assert_exactly_once()
