@@ -25,7 +25,7 @@ import json
 import logging
 import secrets as _random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -117,6 +117,7 @@ class CheckpointStore:
         self._legacy = False
         # The row as this run last wrote it: every conditional write uses and replaces the ETag.
         self._etag: str | None = None
+        self._row_intent: Intent | None = None  # the intent the row holds as this run last wrote it
         self._owner = ""
         self.lease_until = 0.0
         self.requests = 0
@@ -249,6 +250,7 @@ class CheckpointStore:
                     "this run leaves without writing"
                 ) from None
         checkpoint.lease_owner, checkpoint.lease_until, checkpoint.etag = owner, self.lease_until, self._etag
+        self._row_intent = checkpoint.intent
         state.checkpoint = checkpoint
         return checkpoint
 
@@ -279,6 +281,7 @@ class CheckpointStore:
                 )["etag"]
             except ResourceModifiedError:
                 raise self._lost("it could not record its commit intent") from None
+            self._row_intent = intent
 
     def commit(self, checkpoint: Checkpoint, files: list[FileState], release: bool = False) -> None:
         """Save ``checkpoint`` (the new position, its intent or none) and the touched files' states;
@@ -311,6 +314,7 @@ class CheckpointStore:
                         raise self._lost("its commit was refused") from None
                     raise
                 self._etag = results[0]["etag"]
+            self._row_intent = checkpoint.intent
 
     def _lost(self, what: str) -> LeaseLostError:
         return LeaseLostError(f"pipeline {self._pipeline!r}: the checkpoint changed under this run (another run "
@@ -330,13 +334,15 @@ class CheckpointStore:
 
     def save_report(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` (as last committed, with the run report / error) and release the lease
-        (If-Match: only while this run owns it)."""
+        (If-Match: only while this run owns it). The intent the row holds stays: a batch this run
+        began to write is read back by the next run."""
         with self._row_lock, self._errors("saving the run report"):
             self.lease_until = 0.0
             try:
                 self.requests += 1
                 self._etag = self._table.update_entity(
-                    self._checkpoint_entity(checkpoint), mode=UpdateMode.REPLACE, etag=self._etag,
+                    self._checkpoint_entity(replace(checkpoint, intent=self._row_intent)),
+                    mode=UpdateMode.REPLACE, etag=self._etag,
                     match_condition=MatchConditions.IfNotModified,
                 )["etag"]
             except ResourceModifiedError:

@@ -107,8 +107,10 @@ class Committer:
         self._pool.shutdown(wait=True)
 
     # -- one commit ----------------------------------------------------------------------------
-    def commit(self, sealed: Sealed, final: bool = False) -> list[FileState]:
-        """Write, then commit the position; ``final`` also stops renewing and releases the lease."""
+    def commit(self, sealed: Sealed, final: bool = False, control: bool = False) -> list[FileState]:
+        """Write, then commit the position; ``final`` also stops renewing and releases the lease.
+        ``control``: a commit of the position alone (first position, restart, recovered files),
+        which the failpoints of batch commits do not count."""
         results: list[FileState] = []
         if sealed.files:
             for pending in sealed.files:
@@ -122,7 +124,8 @@ class Committer:
             self.files += len(sealed.files)
         if final:
             self._lease.stop()
-        self._failpoint("before_commit")
+        if not control:
+            self._failpoint("before_commit")
         self._store.commit(sealed.checkpoint, results + sealed.states, release=final)
         self.committed = sealed.checkpoint
         self.commits += 1
@@ -130,7 +133,8 @@ class Committer:
             if state.etag is not None:
                 self._etags[state.path] = state.etag
         self.results.extend(results + sealed.states)
-        self._failpoint("after_commit")
+        if not control:
+            self._failpoint("after_commit")
         if self.hooks and sealed.files:
             done = [CommittedFile(p.path, p.base.length, p.end, p.first_seq, p.last_seq, p.events,
                                   p.first_cluster, p.last_cluster) for p in sealed.files]

@@ -162,7 +162,8 @@ class _DrainRun:
             # A new pipeline: store a concrete first position (START_AT, or the server's time for
             # "now") before anything is read, so a replay of a failed first run reads the same events.
             first = self._first_position(source)
-            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None))
+            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None),
+                             control=True)
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
         self.encoder = LineEncoder(settings.json_mode)
@@ -262,7 +263,7 @@ class _DrainRun:
         self.batch.adopt(recovery.states)
         if recovery.last_cluster is not None:
             self.last_cluster = max(self.last_cluster or 0, recovery.last_cluster)
-        self.committer.commit(Sealed([], checkpoint, None, recovery.states))
+        self.committer.commit(Sealed([], checkpoint, None, recovery.states), control=True)
         self.planned = self.committer.committed
         log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
                     "written again", self.settings.pipeline_name, recovery.lines)
@@ -295,7 +296,7 @@ class _DrainRun:
         gap = lifecycle.gap_window(last, restart, self.numbering.seq, exc.code, str(exc))
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
                       seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster)
-        self.committer.commit(Sealed([], new, None))
+        self.committer.commit(Sealed([], new, None), control=True)
         self.planned = new
         self.carry = None
         self.gap_added = False
