@@ -8,6 +8,11 @@ its events: position, ``_seq``, the intent that stays open or none) and
 3. commits the new checkpoint and the files' states in the Table (``CheckpointStore.commit``),
 4. calls the registered after-commit hooks with what the commit made durable.
 
+Before-commit stamps (``Committer.stamps``) run between 2 and 3: they may set fields of the new
+checkpoint (what the after-commit hooks will owe the lake), so those are saved in the same Table
+transaction as the position. Hooks run after every commit, also one without files (it may close a
+failed run's range, whose lines the next run kept).
+
 A failure at any step raises; the run stops there and the next run recovers from the intent.
 Hooks run after the position moved: what they write (manifests, markers) is outside the
 exactly-once path and must be idempotent by name.
@@ -15,6 +20,7 @@ exactly-once path and must be idempotent by name.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -47,6 +53,7 @@ class CommittedFile:
     events: int
     first_cluster: int | None
     last_cluster: int | None
+    sha256: str = ""  # hex digest of the bytes [start, end)
 
 
 Hook = Callable[[Checkpoint, list[CommittedFile]], None]
@@ -59,6 +66,7 @@ class Committer:
         self._failpoint = failpoint
         self.committed = committed  # the checkpoint as last saved
         self.hooks: list[Hook] = []
+        self.stamps: list[Hook] = []  # before the Table commit: may set fields of the new checkpoint
         self.bytes = self.files = self.commits = 0
 
     def commit(self, sealed: Sealed, final: bool = False) -> list[FileState]:
@@ -71,6 +79,11 @@ class Committer:
             results = self._lake.write(sealed.files, self._lease_id)
             self.bytes += sum(len(p.data) for p in sealed.files)
             self.files += len(sealed.files)
+        done = [CommittedFile(p.path, p.base.length, p.end, p.first_seq, p.last_seq, p.events,
+                              p.first_cluster, p.last_cluster, hashlib.sha256(p.data).hexdigest())
+                for p in sealed.files]
+        for stamp in self.stamps:
+            stamp(sealed.checkpoint, done)
         if final:
             self._lease.stop()
         self._failpoint("before_commit")
@@ -78,9 +91,6 @@ class Committer:
         self.committed = sealed.checkpoint
         self.commits += 1
         self._failpoint("after_commit")
-        if self.hooks and sealed.files:
-            done = [CommittedFile(p.path, p.base.length, p.end, p.first_seq, p.last_seq, p.events,
-                                  p.first_cluster, p.last_cluster) for p in sealed.files]
-            for hook in self.hooks:
-                hook(sealed.checkpoint, done)
+        for hook in self.hooks:
+            hook(sealed.checkpoint, done)
         return results

@@ -12,8 +12,9 @@ import signal
 from typing import Mapping
 
 STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit",
-         "after_restart")
-# the steps every run with events reaches (``after_restart`` only follows lost history)
+         "after_restart", "before_manifest", "after_manifest")
+# the steps every run with events reaches (``after_restart`` only follows lost history; the manifest
+# steps are those of the after-commit hook, see ``shared.publisher``)
 RUN_STEPS = STEPS[:6]
 
 
