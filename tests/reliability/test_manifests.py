@@ -30,6 +30,10 @@ def test_a_kill_between_commit_and_manifest_leaves_it_owed_until_the_next_run(ma
     names = _manifest_names(pipeline)
     assert len(owed) == 1 and owed[0] not in names and len(names) == 1
     assert mf.parse_manifest_name(owed[0])[1] == checkpoint.seq  # owed: the last commit's, nothing beyond
+    from shared.verify import verify
+
+    audit = verify(pipeline.settings())
+    assert audit.ok and audit.manifests_owed == 1, audit.summary()  # owed is not a problem: the next run pays
     pipeline.expire_lease()
     pipeline.drain_until_caught_up()
     assert owed[0] in _manifest_names(pipeline)
@@ -55,6 +59,22 @@ def test_manifests_match_after_killed_runs(make_pipeline, failpoints):
         assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
         seq = pipeline.assert_position_safe(seq)
     write_round(pipeline, rng, inserts=20)
+    pipeline.drain_until_caught_up()
+    pipeline.assert_exactly_once()
+    pipeline.assert_lake_verifies()
+
+
+def test_verify_reports_a_dead_runs_bytes_as_an_uncommitted_tail(make_pipeline):
+    from shared.verify import verify
+
+    pipeline = make_pipeline(**SMALL)
+    write_round(pipeline, random.Random(5), inserts=30)
+    result = pipeline.drain(failpoint="after_flush:3")
+    assert result.killed, result.describe()
+    audit = verify(pipeline.settings())
+    assert audit.ok and audit.uncommitted, audit.summary()
+    assert {f.kind for f in audit.uncommitted} == {"uncommitted_tail"}
+    pipeline.expire_lease()
     pipeline.drain_until_caught_up()
     pipeline.assert_exactly_once()
     pipeline.assert_lake_verifies()

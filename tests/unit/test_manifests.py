@@ -75,3 +75,16 @@ def test_the_state_kept_in_the_row_is_compressed_and_round_trips():
     packed = mf.pack(state)
     assert mf.unpack(packed) == state and len(json.dumps(packed)) < 500
     assert mf.unpack(None) == {}
+
+
+def test_verify_counts_retired_numbers_as_present_and_finds_gaps_and_duplicates():
+    from shared.verify import VerifyReport, _check_numbers
+
+    report = VerifyReport("p")
+    _check_numbers(report, "m", 5, 10, [[7, 8]], [5, 6, 9, 10])
+    assert report.ok
+    _check_numbers(report, "m", 5, 10, [], [5, 6, 9, 10])
+    assert [p.kind for p in report.problems] == ["seq_gap"]
+    report = VerifyReport("p")
+    _check_numbers(report, "m", 5, 7, [], [5, 6, 6, 7])
+    assert [p.kind for p in report.problems] == ["seq_duplicate"]
