@@ -207,8 +207,9 @@ def verify(settings, *, fs=None, checkpoint=None, day: str | None = None, since:
             position = max(position, b)
         if size > position:
             if path in open_files:
-                report.uncommitted.append(Finding("uncommitted_tail", path, f"bytes {position}..{size} were written by "
-                                                  "a run that did not commit (the next run keeps their lines)"))
+                report.uncommitted.append(Finding("uncommitted_tail", path, f"bytes {position}..{size} hold lines of a "
+                                                  "failed run's range, still open (the commit that closes it lists "
+                                                  "them in its manifest)"))
             else:
                 report.problem("outside_manifest", path, f"bytes {position}..{size} are in no manifest")
     _small_files(report, sizes, small_file_count, small_file_bytes)
