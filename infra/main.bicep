@@ -199,6 +199,9 @@ param maxBufferBytes string = '64MiB'
 ])
 param onHistoryLost string = 'fail'
 
+@description('How far the committed position must be past the end of a UTC day before its _SUCCESS markers are written, e.g. 1h (LATE_EVENT_GRACE).')
+param lateEventGrace string = '1h'
+
 @description('Position age, in seconds, above which the status endpoint answers 503 (STATUS_MAX_POSITION_AGE_SECONDS).')
 @minValue(1)
 param statusMaxPositionAgeSeconds int = 600
@@ -385,6 +388,7 @@ var appSettings = {
   ROLL_MAX_BYTES: rollMaxBytes
   MAX_BUFFER_BYTES: maxBufferBytes
   ON_HISTORY_LOST: onHistoryLost
+  LATE_EVENT_GRACE: lateEventGrace
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
   PIPELINES: pipelines
 }

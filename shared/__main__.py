@@ -1,10 +1,11 @@
 """Command line: ``python -m shared drain`` runs one drain of every configured pipeline (``PIPELINES``,
 or the single one of the top-level settings); ``python -m shared status`` shows them, as the
-``status`` function does. Both read the same settings as the Functions app, from the environment
-(and, for local use, from ``--env-file``, e.g. ``.local/stack.env``).
+``status`` function does; ``python -m shared verify`` audits the lake against the manifests (see
+``shared.verify``). All read the same settings and credentials as the Functions app, from the
+environment (and, for local use, from ``--env-file``, e.g. ``.local/stack.env``).
 
-Exit status: 0 ok; 1 a run failed (transient); 2 invalid settings or a terminal failure;
-3 ``status`` found a pipeline unhealthy."""
+Exit status: 0 ok; 1 a run failed (transient), or ``verify`` found a problem; 2 invalid settings or a
+terminal failure; 3 ``status`` found a pipeline unhealthy."""
 
 from __future__ import annotations
 
@@ -15,15 +16,26 @@ import os
 import sys
 
 from .envfile import read_env
-from .errors import SettingsError
+from .errors import DrainError, SettingsError, redact
 from .pipelines import drain_all
 from .status import status_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
-    parser.add_argument("command", choices=("drain", "status"))
+    parser.add_argument("command", choices=("drain", "status", "verify"))
     parser.add_argument("--env-file", help="KEY=value file read before the environment (which wins)")
+    audit = parser.add_argument_group("verify")
+    audit.add_argument("--pipeline", help="only this PIPELINE_NAME (default: every configured pipeline)")
+    scope = audit.add_mutually_exclusive_group()
+    scope.add_argument("--day", help="only the data of this UTC day, YYYY-MM-DD (every manifest is still read)")
+    scope.add_argument("--since", help="only what follows this manifest (its file name) or this _seq")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--workers", type=int, default=8, help="parallel reads (default 8)")
+    audit.add_argument("--small-file-count", type=int, default=48,
+                       help="flag partitions with at least this many files ... (default 48)")
+    audit.add_argument("--small-file-bytes", type=int, default=1024 * 1024,
+                       help="... whose median size is under this many bytes (default 1 MiB)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     env = {**(read_env(args.env_file) if args.env_file else {}), **os.environ}
@@ -39,6 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             return 2 if any((r.error or {}).get("kind") == "terminal" for r in failed) else 1
         return 0
+    if args.command == "verify":
+        from .verify import main as verify_main
+
+        try:
+            return verify_main(env, args.pipeline, args.day, args.since, args.json, args.workers,
+                               args.small_file_count, args.small_file_bytes)
+        except (SettingsError, DrainError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except Exception as exc:  # the lake could not be read (credentials, network)
+            print(f"verify: {exc.__class__.__name__}: {redact(str(exc), [])[:2000]}", file=sys.stderr)
+            return 2
     code, body = status_report(env)
     print(json.dumps(body, indent=2, default=str))
     if code == 500:

@@ -6,7 +6,8 @@ One partition per pipeline (``PartitionKey`` = ``PIPELINE_NAME``):
   run on, never "now"), ``seq`` (the last ``_seq`` committed), the open commit intent if a run is
   writing or died writing (see ``intent``), the pipeline identity (hash and items: see
   ``Settings.identity``) and generation, the run lease (``lease_owner``, ``lease_until``), the
-  first position (``origin``), the last run report and the last error;
+  first position (``origin``), the last run report and the last error, and what the after-commit
+  hooks owe the lake (``readers``: manifests and day markers not yet written, see ``publisher``);
 * one row ``f-<hash of folder>`` per partition folder: the file it appends to, committed length
   and ETag (see ``batch.FileState``).
 
@@ -63,6 +64,7 @@ SCHEMA = 2
 # Table string properties hold 64 KiB (32K UTF-16 characters): long values are cut or split.
 MAX_TEXT = 30000
 MAX_INTENT_PARTS = 24  # an intent of up to ~720K characters (the row may hold 1 MiB)
+MAX_READERS_PARTS = 8  # the readers' state (compressed by its owner, ``publisher``)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Checkpoint:
     intent: Intent | None = None  # a batch being written (or left by a run that failed writing it)
     identity_items: dict | None = None  # what the identity hash covers, to name what changed
     origin: str | None = None  # the pipeline's first position ("<seconds>.<increment>")
+    readers: dict | None = None  # manifests and markers owed to the lake, saved with the position (publisher)
 
 
 @dataclass
@@ -190,6 +193,7 @@ class CheckpointStore:
                 intent=Intent.from_json(intent_text) if intent_text else None,
                 identity_items=json.loads(row["identity_items"]) if row.get("identity_items") else None,
                 origin=row.get("origin") or None,
+                readers=_parts_json(row, "readers", MAX_READERS_PARTS),
             )
             if checkpoint.intent is not None:
                 for path in checkpoint.intent.files:
@@ -379,6 +383,7 @@ class CheckpointStore:
                                  "fit the checkpoint row")
         for i in range(MAX_INTENT_PARTS):
             entity[f"intent_{i}"] = parts[i] if i < len(parts) else ""
+        entity.update(_readers_parts(self._pipeline, cp.readers))
         return {k: v for k, v in entity.items() if v is not None}
 
     def _errors(self, doing: str):
@@ -390,6 +395,20 @@ def _cut_json(value: dict | None) -> str:
         return ""
     text = json.dumps(value, default=str)
     return text if len(text) <= MAX_TEXT else json.dumps({"truncated": text[:MAX_TEXT - 100]})
+
+
+def _readers_parts(pipeline: str, readers: dict | None) -> dict[str, str]:
+    text = json.dumps(readers, separators=(",", ":")) if readers else ""
+    parts = [text[i:i + MAX_TEXT] for i in range(0, len(text), MAX_TEXT)]
+    if len(parts) > MAX_READERS_PARTS:
+        raise TransientError(f"pipeline {pipeline!r}: the manifests owed ({len(text)} characters) do not fit "
+                             "the checkpoint row")
+    return {f"readers_{i}": parts[i] if i < len(parts) else "" for i in range(MAX_READERS_PARTS)}
+
+
+def _parts_json(row, name: str, count: int) -> dict | None:
+    text = "".join(row.get(f"{name}_{i}") or "" for i in range(count))
+    return json.loads(text) if text else None
 
 
 def _check_path(path: str, generation: str) -> None:

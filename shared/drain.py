@@ -33,6 +33,7 @@ from .errors import DrainError, HistoryLostError, LeaseHeldError, kind_of, redac
 from .failpoints import Failpoints
 from .intent import Intent, Numbering, event_key, gap_key
 from .lake import Lake
+from .publisher import Publisher
 from .runlease import RunLease
 from .settings import Settings
 from .source import ChangeSource, DeadLetter, Position
@@ -70,6 +71,7 @@ class RunReport:
     retired_seqs: int = 0  # numbers of a failed run's range that no line holds (see intent.Numbering)
     history_lost: dict | None = None  # the gap when ON_HISTORY_LOST=restart moved the position
     dead_letters: int = 0  # events over 16 MB written to a dead-letter file
+    late_events: int = 0  # events for a day whose _SUCCESS markers were already written (see publisher)
     table_requests: int = 0
     error: dict | None = None
     _touched: set = field(default_factory=set, repr=False)
@@ -120,6 +122,8 @@ class _DrainRun:
                     lake.deadline.until, lake.deadline.clock = lease.deadline, self.clock
                     lease_id = str(uuid.uuid4())  # this run's file leases
                     self.committer = Committer(store, lake, lease, lease_id, checkpoint, self.failpoint)
+                    # manifests and day markers: after-commit hooks (pays first what a failed run owed)
+                    Publisher(settings, checkpoint, self.report, self.failpoint).attach(self.committer)
                     try:
                         self._drain(state, source, lake, lease_id)
                     finally:

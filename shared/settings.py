@@ -225,6 +225,16 @@ def _roll_window(value: str) -> int:
     return seconds
 
 
+def _grace(value: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([smhd])", value.lower())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 0s, 30m, 1h or 1d")
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > 7 * 86400:
+        raise ValueError(f"{value!r} is longer than 7d")
+    return seconds
+
+
 def _size(value: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]*)", value)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
@@ -306,6 +316,9 @@ class Settings:
     on_history_lost: str = setting(
         "ON_HISTORY_LOST", "fail", "When the stored position left the oplog: fail, or restart (with a gap "
         "record).", _one_of("fail", "restart"), entry=OVERRIDE)
+    late_event_grace_seconds: int = setting(
+        "LATE_EVENT_GRACE", "1h", "A day's _SUCCESS markers are written once the committed position is this "
+        "far past the end of the UTC day (0s to 7d).", _grace, entry=OVERRIDE)
     status_max_position_age_seconds: int = setting(
         "STATUS_MAX_POSITION_AGE_SECONDS", "600", "status answers 503 when the stored position is older.",
         lambda value: int(_number(1, 10**8)(value)), entry=OVERRIDE)

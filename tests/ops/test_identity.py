@@ -101,8 +101,10 @@ def test_a_full_drain_with_managed_identity_for_lake_and_table(client_id, entra_
         checkpoint = CheckpointStore(settings).load().checkpoint
         assert checkpoint.seq == 5 and checkpoint.last_run["events"] == 5
         lake = make_service_client(settings).get_file_system_client(entra_env["ADLS_FILESYSTEM"])
-        paths = [p.name for p in lake.get_paths(recursive=True) if not p.is_directory]
+        every = [p.name for p in lake.get_paths(recursive=True) if not p.is_directory]
+        paths = [p for p in every if not p.startswith("_manifests/")]
         assert len(paths) == 1 and paths[0].startswith(f"{entra_env['MONGO_DB']}/orders/")
+        assert len(every) == 2  # and its manifest, written with the same credential
         data = lake.get_file_client(paths[0]).download_file().readall()
         assert len(data.splitlines()) == 5
 

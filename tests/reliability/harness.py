@@ -246,6 +246,14 @@ class Pipeline:
                 return events
             options = {"start_after": invalidated}
 
+    def assert_lake_verifies(self) -> None:
+        """``python -m shared verify``'s checks pass: manifests match the data byte for byte."""
+        from shared.verify import verify
+
+        result = verify(self.settings())
+        assert result.ok, result.summary()
+        assert not result.uncommitted, result.summary()
+
     def assert_position_safe(self, previous_seq: int = 0) -> int:
         """The stored position never moved backwards, and every event it counts as written
         (``_seq`` up to the checkpoint's ``seq``) is durably in the lake. Returns the stored seq."""

@@ -63,6 +63,7 @@ def test_killed_at_a_step_then_resumed(make_pipeline, failpoints, mode):
         seq = pipeline.assert_position_safe(seq)
     lines = pipeline.assert_exactly_once()
     assert lines and seq == len(lines)
+    pipeline.assert_lake_verifies()
 
 
 SOAK_RUNS = int(os.environ.get("SOAK_RUNS", "50"))
@@ -108,6 +109,7 @@ def test_soak_random_kills(make_pipeline, mode):
     pipeline.drain_until_caught_up()
     pipeline.assert_position_safe(seq)
     pipeline.assert_exactly_once()
+    pipeline.assert_lake_verifies()
     assert kills >= SOAK_RUNS // 3  # the soak really killed runs
 
 
