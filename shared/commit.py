@@ -141,7 +141,7 @@ class Committer:
             self._failpoint("before_commit")
         self._store.commit(sealed.checkpoint, results + sealed.states, release=final)
         self.committed = sealed.checkpoint
-        self.commits += 1
+        self.commits += 0 if control else 1
         for state in results + sealed.states:
             if state.etag is not None:
                 self._etags[state.path] = state.etag

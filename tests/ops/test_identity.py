@@ -128,7 +128,8 @@ def test_a_token_for_another_audience_is_refused_by_both_services(entra_env, tls
         assert table_error.value.status_code == 403
         with pytest.raises(HttpResponseError) as lake_error:
             make_service_client(settings).create_file_system(entra_env["ADLS_FILESYSTEM"])
-        assert lake_error.value.status_code == 403
+        # the lake answers as the live service does: 401 with a WWW-Authenticate challenge
+        assert lake_error.value.status_code == 401
         report = run_drain(settings, env=entra_env)
         assert report.outcome == "failed" and report.error["kind"] == "terminal"
         assert identity.requests and all(r["client_id"] == USER_ASSIGNED for r in identity.requests)
