@@ -157,9 +157,18 @@ def run_app(config: dict) -> dict:
     control = EmulatorControl(settings.adls_account_url)
     control.reset_stats()
     baseline = current_rss_mib()
+    profile = os.environ.get("BENCH_PROFILE")  # a file: cProfile of the reading thread, for pstats
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started, cpu_started = time.perf_counter(), time.process_time()
     report = run_drain(settings, env={}, lake=lake, store=store)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     stats = control.stats()
     if report.outcome != "caught_up":
         raise RuntimeError(f"the app's drain ended {report.outcome}: {report.error}")
