@@ -42,6 +42,10 @@ log = logging.getLogger("shared.run")
 
 Clock = Callable[[], float]
 MAX_FOLDERS_PER_BATCH = 1000  # keeps a batch's intent well inside the checkpoint row
+# A batch this large is sealed as soon as the committer is free, so writing overlaps reading and the
+# run's last commit (which nothing overlaps) stays small; a busy committer lets it grow to half of
+# MAX_BUFFER_BYTES (the other half is the batch being written).
+EARLY_SEAL_BYTES = 8 * 1024 * 1024
 
 
 def write_reserve(budget: float) -> float:
@@ -230,7 +234,9 @@ class _DrainRun:
                 self.numbering.close()
                 outcome = "invalidated"
                 break
-            if self.batch.bytes >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
+            size = self.batch.bytes
+            if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or (
+                    size >= EARLY_SEAL_BYTES and not committer.busy):
                 self._commit(source)
             if self.clock() >= deadline:
                 break
