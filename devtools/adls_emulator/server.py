@@ -134,6 +134,8 @@ def classify(req: Request) -> None:
             req.op = "create_file"
         elif resource == "directory":
             req.op = "create_directory"
+        elif "x-ms-blob-type" in h:
+            req.op, req.flavor = "put_blob", "blob"
         else:
             req.op, req.flavor = "unknown", "blob"
     elif m == "PATCH":
@@ -360,6 +362,23 @@ class AccountHandlers:
 
     def create_directory(self, req: Request) -> Response:
         return self._create(req, "directory")
+
+    def put_blob(self, req: Request) -> Response:
+        """Put Blob (Blob endpoint): the whole file in one request; with ``If-None-Match: *`` it fails
+        409 ``BlobAlreadyExists`` when the path exists. Only block blobs (what an HNS file is)."""
+        blob_type = req.header("x-ms-blob-type") or ""
+        if blob_type != "BlockBlob":
+            raise not_implemented(f"Put Blob of x-ms-blob-type {blob_type!r} (only BlockBlob)")
+        data, validation = self.validated_body(req)
+        info = self.store.put_blob(
+            req.filesystem, req.path, data, conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
+            metadata=self.metadata_from(req), http_headers=self.http_headers_from(req, "x-ms-blob-"),
+            caller=req.caller)
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers["Content-MD5"] = cv.md5_b64(data)
+        headers.update({k: v for k, v in validation.items() if k != "Content-MD5"})
+        return Response(201, headers)
 
     def get_properties(self, req: Request) -> Response:
         info = self.store.get_path(req.filesystem, req.path, self.conditions(req), req.flavor,
