@@ -698,23 +698,35 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request's body; None when the client went away before sending all of it (the service
+        never applies a request whose body it did not receive whole)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline().strip():
                         pass
                     break
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    return None
+                chunks.append(chunk)
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _dispatch(self) -> None:
         body = self._read_body()
+        if body is None:  # a truncated request (the client died or gave up): nothing is applied
+            self.close_connection = True
+            return
         if self.path.startswith(CONTROL_PREFIX + "/") or self.path == CONTROL_PREFIX:
             resp = self.emulator.control(self.command, self.path.split("?", 1)[0], body)
             self._send(resp, self.headers.get("x-ms-version"))

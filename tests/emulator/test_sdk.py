@@ -722,3 +722,16 @@ def _attach_emulator(request):
     """Let ``_node`` find the emulator behind ``emu_fs``."""
     if "emu_fs" in request.fixturenames:
         request.getfixturevalue("emu_fs")._emulator = request.getfixturevalue("emu")
+
+
+def test_a_request_whose_body_is_cut_short_is_not_applied(emu, emu_fs):
+    """A client that dies while sending a Put Blob or an append: the service applies nothing."""
+    host, port = "127.0.0.1", emu.port
+    path = f"/{DEV_ACCOUNT}/{emu_fs.file_system_name}/cut.json"
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall((f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nx-ms-blob-type: BlockBlob\r\n"
+                      "Content-Length: 100\r\n\r\n").encode() + b'{"partial":')
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5)
+        assert sock.recv(100) == b""  # no answer: the connection is closed
+    assert [p.name for p in emu_fs.get_paths()] == []
