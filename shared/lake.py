@@ -80,9 +80,9 @@ class Deadline:
         options = request.context.options
         options["read_timeout"] = min(float(options.get("read_timeout") or READ_TIMEOUT), left)
         options["connection_timeout"] = min(float(options.get("connection_timeout") or CONNECTION_TIMEOUT), left)
-        # Why the server timeout too: the service abandons a request it has not finished within
-        # ``timeout`` seconds of receiving it, so a request the client gave up on cannot be applied
-        # long after the lease (what fences a stale per-event upload; see docs/design.md).
+        # Why the server timeout too: the service fails a request it has not finished within
+        # ``timeout`` seconds, so a request the client gave up on is not applied long after the
+        # lease (what bounds a stale per-event upload; see docs/design.md).
         http = request.http_request
         base, _, query = http.url.partition("?")
         kept = [p for p in query.split("&") if p and not p.startswith("timeout=")]
