@@ -70,6 +70,7 @@ class Committer:
         self._store, self._lake, self._lease, self._lease_id = store, lake, lease, lease_id
         self._failpoint = failpoint
         self.committed = committed  # the checkpoint as last saved
+        self.row_intent: Intent | None = committed.intent  # the intent the checkpoint row holds now
         self.hooks: list[Hook] = []
         self.bytes = self.files = self.commits = 0
         self._etags: dict[str, str] = {}  # path -> ETag after this run's last flush of it
@@ -116,6 +117,7 @@ class Committer:
                     pending.base = replace(pending.base, etag=self._etags[pending.base.path])
             self._lease.check("recording its commit intent")
             self._store.record_intent(self.committed, sealed.intent)
+            self.row_intent = sealed.intent
             self._lease.check("writing its batch")
             results = self._lake.write(sealed.files, self._lease_id)
             self.bytes += sealed.bytes
@@ -125,6 +127,7 @@ class Committer:
         self._failpoint("before_commit")
         self._store.commit(sealed.checkpoint, results + sealed.states, release=final)
         self.committed = sealed.checkpoint
+        self.row_intent = sealed.checkpoint.intent
         self.commits += 1
         for state in results + sealed.states:
             if state.etag is not None:

@@ -147,7 +147,8 @@ class _DrainRun:
         if store is not None:
             self.report.table_requests = store.requests
         if self.committer is not None and self.report.outcome == "failed":
-            self._save_failure(store, self.committer.committed)
+            # the row keeps the intent a failed commit recorded: the next run recovers from it
+            self._save_failure(store, replace(self.committer.committed, intent=self.committer.row_intent))
         log.info(json.dumps(self.report.as_dict(), default=str))
         return self.report
 
