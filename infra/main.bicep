@@ -192,6 +192,18 @@ param rollMaxBytes string = '128MiB'
 @description('Buffered bytes that force an early commit within a run, e.g. 64MiB (MAX_BUFFER_BYTES).')
 param maxBufferBytes string = '64MiB'
 
+@description('One JSON Lines file per folder and window, or one file per change event (FILE_LAYOUT).')
+@allowed([
+  'rolling'
+  'per_event'
+])
+param fileLayout string = 'rolling'
+
+@description('Files uploaded in parallel with FILE_LAYOUT=per_event, 1 to 256 (PER_EVENT_CONCURRENCY).')
+@minValue(1)
+@maxValue(256)
+param perEventConcurrency int = 32
+
 @description('What to do when the saved position has fallen off the oplog (ON_HISTORY_LOST).')
 @allowed([
   'fail'
@@ -387,6 +399,8 @@ var appSettings = {
   ROLL_WINDOW: rollWindow
   ROLL_MAX_BYTES: rollMaxBytes
   MAX_BUFFER_BYTES: maxBufferBytes
+  FILE_LAYOUT: fileLayout
+  PER_EVENT_CONCURRENCY: string(perEventConcurrency)
   ON_HISTORY_LOST: onHistoryLost
   LATE_EVENT_GRACE: lateEventGrace
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)

@@ -198,6 +198,8 @@ class CheckpointStore:
             if checkpoint.intent is not None:
                 for path in checkpoint.intent.files:
                     _check_path(path, checkpoint.generation)
+                for folder in checkpoint.intent.folders:
+                    _check_folder(folder)
         except (KeyError, ValueError, TypeError) as exc:
             raise TerminalError(
                 f"loading the checkpoint of pipeline {name!r}: the row is corrupt or was not written by this "
@@ -415,9 +417,15 @@ def _check_path(path: str, generation: str) -> None:
     """An intent names files: refuse paths this app never writes (another generation, ``..``)."""
     folder, _, name = path.rpartition("/")
     _, _, gen = layout.parse_file_name(name)
-    if gen != generation or not folder or any(p in ("", ".", "..") for p in folder.split("/")) \
-            or layout.folder_day(folder) is None:
+    if gen != generation:
         raise ValueError(f"intent path {path!r}")
+    _check_folder(folder)
+
+
+def _check_folder(folder: str) -> None:
+    """A folder an intent names (its files, or its per-event folders): a partition folder, no ``..``."""
+    if not folder or any(p in ("", ".", "..") for p in folder.split("/")) or layout.folder_day(folder) is None:
+        raise ValueError(f"intent folder {folder!r}")
 
 
 def folder_row_key(folder: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout, lifecycle, runlease
+from . import layout, lifecycle, per_event, runlease
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
@@ -125,7 +125,10 @@ class _DrainRun:
                     lake = self._lake or Lake(settings, failpoint=self.failpoint)
                     lake.deadline.until, lake.deadline.clock = lease.deadline, self.clock
                     lease_id = str(uuid.uuid4())  # this run's file leases
-                    self.committer = Committer(store, lake, lease, lease_id, checkpoint, self.failpoint)
+                    writer = lake  # the one place the layout's writer is chosen (FILE_LAYOUT)
+                    if settings.file_layout == per_event.PER_EVENT:
+                        writer = per_event.PerEventWriter(settings, lake, failpoint=self.failpoint)
+                    self.committer = Committer(store, writer, lease, lease_id, checkpoint, self.failpoint)
                     # manifests and day markers: after-commit hooks (pays first what a failed run owed)
                     Publisher(settings, checkpoint, self.report, self.failpoint).attach(self.committer)
                     try:
@@ -152,7 +155,8 @@ class _DrainRun:
         if store is not None:
             self.report.table_requests = store.requests
         if self.committer is not None and self.report.outcome == "failed":
-            self._save_failure(store, self.committer.committed)
+            # the row keeps the intent a failed commit recorded: the next run recovers from it
+            self._save_failure(store, self.committer.committed)  # the store keeps the intent the row holds
         log.info(json.dumps(self.report.as_dict(), default=str))
         return self.report
 
@@ -175,7 +179,11 @@ class _DrainRun:
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
         deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
         self.encoder = LineEncoder(settings.json_mode)
-        self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
+        if settings.file_layout == per_event.PER_EVENT:
+            self.batch = per_event.EventBatch(checkpoint.generation, state.files)
+        else:
+            self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes,
+                               checkpoint.generation)
         self.numbering = Numbering(checkpoint.seq)
         self.carry: Intent | None = None  # an open range of a failed run, until a commit passes its end
         self.last_cluster = checkpoint.last_cluster_time
@@ -229,13 +237,13 @@ class _DrainRun:
                 if dead is not None:
                     folder = lifecycle.dead_letter_folder(folder)
                     raw = lifecycle.dead_letter_record(raw, dead)
-                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq))
+                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq), event.get("operationType"), key)
             if source.invalidated:
                 self.numbering.close()
                 outcome = "invalidated"
                 break
             size = self.batch.bytes
-            if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or (
+            if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or self.batch.full or (
                     size >= EARLY_SEAL_BYTES and not committer.busy):
                 self._commit(source)
             if self.clock() >= deadline:
@@ -250,8 +258,9 @@ class _DrainRun:
         report.partitions = len(report._touched)
         self._commit(source, final=True)
 
-    def _add(self, folder: str, cluster_seconds: int, seq: int, line: bytes) -> None:
-        self.batch.add(folder, cluster_seconds, seq, line)
+    def _add(self, folder: str, cluster_seconds: int, seq: int, line: bytes, operation: str | None = None,
+             key: str | None = None) -> None:
+        self.batch.add(folder, cluster_seconds, seq, line, operation, key)
         report = self.report
         report._touched.add(folder)
         report.events += 1
@@ -267,8 +276,9 @@ class _DrainRun:
         folder rows true, and skip by resume token what it made durable."""
         intent = checkpoint.intent
         recovery = lake.recover(intent.files, lease_id)
-        self.report.recovered_files = lake.recoveries
-        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable)
+        listed = per_event.recover(lake, intent, checkpoint.generation)  # FILE_LAYOUT=per_event folders
+        self.report.recovered_files = lake.recoveries + listed.files
+        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable, listed.hashed)
         self.carry = intent
         self.batch.adopt(recovery.states)
         if recovery.last_cluster is not None:
@@ -276,7 +286,7 @@ class _DrainRun:
         self.committer.commit(Sealed([], checkpoint, None, recovery.states), control=True)
         self.planned = self.committer.committed
         log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
-                    "written again", self.settings.pipeline_name, recovery.lines)
+                    "written again", self.settings.pipeline_name, recovery.lines + listed.files)
 
     def _folder(self, event, cluster_seconds: int) -> str:
         ns = event.get("ns")
@@ -326,7 +336,7 @@ class _DrainRun:
         if seq is None:
             return  # a failed run made it durable already
         self._add(lifecycle.gap_folder(gap, scope.db, scope.coll), to.time, seq,
-                  self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
+                  self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq), "gap", gap_key(gap))
 
     def _commit(self, source: ChangeSource, final: bool = False) -> None:
         """Seal the batch with the position after its last event and hand it to the committer: in
@@ -355,17 +365,17 @@ class _DrainRun:
         and its intent (which stays open while a failed run's range is being replayed)."""
         planned, numbering = self.planned, self.numbering
         files = self.batch.seal()
-        paths = {p.path: p.base.length for p in files}
+        paths, folders = self.batch.intent_of(files)  # per-event batches record folders, not files
         carry = self.carry
         if numbering.replaying:  # the failed run's range goes on past this batch: it stays open
-            kept = carry.extended(paths, numbering.highest())
+            kept = carry.extended(paths, numbering.highest(), folders=folders)
             intent = kept
         else:
             key, cluster = self.last_read if self.last_read else (None, None)
             if carry is not None:
-                intent = carry.extended(paths, numbering.highest(), key, cluster, ends_later=True)
+                intent = carry.extended(paths, numbering.highest(), key, cluster, ends_later=True, folders=folders)
             else:
-                intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths)
+                intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths, folders)
             kept = None
         new = replace(planned, position=source.position() or planned.position, seq=numbering.seq, intent=kept,
                       last_cluster_time=self.last_cluster,

@@ -313,6 +313,13 @@ class Settings:
     max_buffer_bytes: int = setting(
         "MAX_BUFFER_BYTES", "64MiB", "Buffered bytes that force an early commit within a run (not identity).",
         _size, entry=OVERRIDE)
+    file_layout: str = setting(
+        "FILE_LAYOUT", "rolling", "rolling: JSON Lines files per folder and roll window; per_event: one file per "
+        "change event (not identity: a switch applies from the next _seq on).", _one_of("rolling", "per_event"),
+        entry=OVERRIDE)
+    per_event_concurrency: int = setting(
+        "PER_EVENT_CONCURRENCY", "32", "Files uploaded in parallel with FILE_LAYOUT=per_event (1 to 256).",
+        lambda value: int(_number(1, 256)(value)), entry=OVERRIDE)
     on_history_lost: str = setting(
         "ON_HISTORY_LOST", "fail", "When the stored position left the oplog: fail, or restart (with a gap "
         "record).", _one_of("fail", "restart"), entry=OVERRIDE)

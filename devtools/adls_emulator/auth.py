@@ -241,7 +241,7 @@ class Authenticator:
 SAS_PERMISSIONS = {
     "create_filesystem": "c", "delete_filesystem": "d", "get_filesystem_properties": "r",
     "set_filesystem_metadata": "w", "filesystem_lease": "w", "list_paths": "l", "list_filesystems": "l",
-    "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w",
+    "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w", "put_blob": "cw",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
 }

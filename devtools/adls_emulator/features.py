@@ -53,6 +53,8 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "append": ({*_LEASE_OPS, "x-ms-content-crc64", "x-ms-structured-body", "x-ms-structured-content-length",
                 *_DFS_CONTENT}, {"action", "position", "flush", "close"}),
     "flush": ({*_LEASE_OPS, *_DFS_CONTENT}, {"action", "position", "retainuncommitteddata", "close"}),
+    "put_blob": ({"x-ms-blob-type", "meta", *_BLOB_CONTENT, *_LEASE, "x-ms-content-crc64", "x-ms-structured-body",
+                  "x-ms-structured-content-length"}, set()),
     "get_properties": (_LEASE, {"action", "upn"}),
     "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body"}, set()),
     "delete": (_LEASE, {"recursive"}),

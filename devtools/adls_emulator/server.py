@@ -134,6 +134,8 @@ def classify(req: Request) -> None:
             req.op = "create_file"
         elif resource == "directory":
             req.op = "create_directory"
+        elif "x-ms-blob-type" in h:
+            req.op, req.flavor = "put_blob", "blob"
         else:
             req.op, req.flavor = "unknown", "blob"
     elif m == "PATCH":
@@ -360,6 +362,23 @@ class AccountHandlers:
 
     def create_directory(self, req: Request) -> Response:
         return self._create(req, "directory")
+
+    def put_blob(self, req: Request) -> Response:
+        """Put Blob (Blob endpoint): the whole file in one request; with ``If-None-Match: *`` it fails
+        409 ``BlobAlreadyExists`` when the path exists. Only block blobs (what an HNS file is)."""
+        blob_type = req.header("x-ms-blob-type") or ""
+        if blob_type != "BlockBlob":
+            raise not_implemented(f"Put Blob of x-ms-blob-type {blob_type!r} (only BlockBlob)")
+        data, validation = self.validated_body(req)
+        info = self.store.put_blob(
+            req.filesystem, req.path, data, conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
+            metadata=self.metadata_from(req), http_headers=self.http_headers_from(req, "x-ms-blob-"),
+            caller=req.caller)
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers["Content-MD5"] = cv.md5_b64(data)
+        headers.update({k: v for k, v in validation.items() if k != "Content-MD5"})
+        return Response(201, headers)
 
     def get_properties(self, req: Request) -> Response:
         info = self.store.get_path(req.filesystem, req.path, self.conditions(req), req.flavor,
@@ -679,23 +698,35 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request's body; None when the client went away before sending all of it (the service
+        never applies a request whose body it did not receive whole)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline().strip():
                         pass
                     break
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    return None
+                chunks.append(chunk)
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _dispatch(self) -> None:
         body = self._read_body()
+        if body is None:  # a truncated request (the client died or gave up): nothing is applied
+            self.close_connection = True
+            return
         if self.path.startswith(CONTROL_PREFIX + "/") or self.path == CONTROL_PREFIX:
             resp = self.emulator.control(self.command, self.path.split("?", 1)[0], body)
             self._send(resp, self.headers.get("x-ms-version"))

@@ -25,6 +25,7 @@ the same condition (e.g. ``FilesystemNotFound`` vs ``ContainerNotFound``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -552,6 +553,54 @@ class Store:
                 parent = fs.nodes[path.rsplit("/", 1)[0]]
                 parent.etag, parent.last_modified = node.etag, node.last_modified
                 changed.append(path.rsplit("/", 1)[0])
+            self._save_nodes(fs, changed)
+            return self._info(path, node)
+
+    def put_blob(self, fs_name: str, path: str, data: bytes, *, conditions: Conditions | None = None,
+                 lease_id: str | None = None, metadata: dict[str, str] | None = None,
+                 http_headers: dict[str, str] | None = None, caller: str = "$superuser") -> PathInfo:
+        """Put Blob of a block blob: create the file, or replace a file's content, in one request.
+
+        ``If-None-Match: *`` on an existing path: 409 ``BlobAlreadyExists`` (what the service and the
+        SDK's ``upload_blob(overwrite=False)`` report); other conditions: 412 ``ConditionNotMet``. A
+        leased file needs its lease id. Parent directories are created as for a dfs create; an
+        existing file keeps its ACL, owner and lease, and loses uncommitted appends."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            if not path:
+                raise error(400, "InvalidResourceName", "The path is empty.")
+            existing = fs.nodes.get(path)
+            conditions = conditions or Conditions()
+            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
+                raise error(409, "BlobAlreadyExists", "The specified blob already exists.")
+            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            if existing is not None and existing.is_dir:
+                raise error(409, "PathConflict")
+            if existing is not None:
+                existing.lease.check_write(lease_id, "blob")
+            elif lease_id:
+                raise error(412, "LeaseNotPresentWithBlobOperation")
+            headers = dict(http_headers or {})
+            if not headers.get("content_md5"):
+                headers["content_md5"] = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+            changed: list[str] = [path]
+            self._ensure_parents(fs, path, changed, caller)
+            now = time.time()
+            if existing is not None:
+                node = existing
+                node.metadata, node.http_headers = dict(metadata or {}), headers
+            else:
+                parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else None
+                access, default = acls.inherit(parent.default_acl if parent else [], "rw-rw-rw-",
+                                               acls.parse_umask(None), False)
+                node = Node(kind="file", etag=new_etag(), last_modified=now, created=now,
+                            metadata=dict(metadata or {}), http_headers=headers, acl=access, default_acl=default,
+                            owner=caller, group=parent.group if parent else "$superuser")
+                fs.nodes[path] = node
+            node.data = bytearray(data)
+            node.uncommitted = []
+            node.touch()
             self._save_nodes(fs, changed)
             return self._info(path, node)
 
