@@ -121,7 +121,11 @@ def verify(settings, *, fs=None, checkpoint=None, day: str | None = None, since:
     sizes: dict[str, int] = {}
     for path in _list(fs, None, recursive=True):
         name = path.name
-        if path.is_directory or not name.endswith(f"-{gen}.jsonl") or name.startswith(mf.MANIFESTS + "/"):
+        if path.is_directory or name.startswith(mf.MANIFESTS + "/"):
+            continue
+        rolling = name.endswith(f"-{gen}.jsonl")
+        event = layout.parse_event_file_name(name.rpartition("/")[2])  # FILE_LAYOUT=per_event
+        if not rolling and (event is None or event[3] != gen):
             continue
         if day is not None and layout.folder_day(name.rpartition("/")[0]) != day:
             continue
