@@ -1,0 +1,84 @@
+"""``python -m devtools.sdk_tests [--cache-dir DIR] [pytest arguments...]``
+
+Fetches the pinned ``azure-storage-file-datalake`` source package (once), starts the ADLS emulator
+over HTTPS and runs the package's tests against it. Extra arguments go to pytest (``-k``, ``-x``,
+a test file name relative to the package's ``tests/`` folder, ...). Exit status is pytest's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from devtools.adls_emulator.auth import DEV_ACCOUNT
+from devtools.adls_emulator.tls import self_signed_cert
+
+from .fetch import fetch_tests, pinned_version
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def start_emulator(cert: str, key: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """The emulator in its own process (the tests and it then use both cores); returns its account URL."""
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "devtools.adls_emulator", "--port", "0",
+                             "--tls-cert", cert, "--tls-key", key],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (https://\S+)", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"the emulator did not start: {line!r} (log: {log_path})")
+    return proc, match.group(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.sdk_tests", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", default=os.environ.get("SDK_TESTS_CACHE", str(REPO / ".local" / "sdk-tests")),
+                        help="where the source package is downloaded and unpacked (default .local/sdk-tests)")
+    args, pytest_args = parser.parse_known_args(argv)
+
+    version = pinned_version(REPO / "requirements.txt")
+    tests_dir = fetch_tests(version, Path(args.cache_dir))
+    with tempfile.TemporaryDirectory(prefix="sdk-tests-") as tmp:
+        cert, key = self_signed_cert(Path(tmp) / "tls")
+        proc, account_url = start_emulator(cert, key, Path(tmp) / "emulator.log")
+        try:
+            env = dict(os.environ)
+            env.update({
+                "SDK_TESTS_ACCOUNT_URL": account_url,
+                "DATALAKE_STORAGE_ACCOUNT_NAME": DEV_ACCOUNT,
+                "DATALAKE_STORAGE_ACCOUNT_KEY": DEV_KEY,
+                "STORAGE_DATA_LAKE_SOFT_DELETE_ACCOUNT_NAME": DEV_ACCOUNT,
+                "STORAGE_DATA_LAKE_SOFT_DELETE_ACCOUNT_KEY": DEV_KEY,
+                "AZURE_TEST_RUN_LIVE": "true",
+                "AZURE_SKIP_LIVE_RECORDING": "true",
+                # Trust the emulator's certificate: requests (sync) and the ssl module (aiohttp, async).
+                "REQUESTS_CA_BUNDLE": cert,
+                "SSL_CERT_FILE": cert,
+                "PYTHONPATH": os.pathsep.join([str(HERE / "shim"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            })
+            if not any(a for a in pytest_args if not a.startswith("-")):
+                pytest_args = [*pytest_args, "."]
+            cmd = [sys.executable, "-m", "pytest", "-c", str(HERE / "pytest.ini"), "--rootdir", str(tests_dir),
+                   *pytest_args]
+            return subprocess.call(cmd, cwd=tests_dir, env=env)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
