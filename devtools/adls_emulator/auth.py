@@ -244,9 +244,10 @@ SAS_PERMISSIONS = {
     "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
+    "get_service_properties": "r", "set_service_properties": "w",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
-_ACCOUNT_LEVEL = {"list_filesystems": "s", "create_filesystem": "c", "delete_filesystem": "c",
+_ACCOUNT_LEVEL = {"list_filesystems": "s", "get_service_properties": "s", "set_service_properties": "s", "create_filesystem": "c", "delete_filesystem": "c",
                   "get_filesystem_properties": "c", "set_filesystem_metadata": "c", "filesystem_lease": "c",
                   "list_paths": "c"}
 
@@ -258,7 +259,7 @@ def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None
         if _ACCOUNT_LEVEL.get(op, "o") not in sas["srt"]:
             raise error(403, "AuthorizationResourceTypeMismatch",
                         "This request is not authorized to perform this operation using this resource type.")
-    elif op in ("list_filesystems",) or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
+    elif op in ("list_filesystems", "get_service_properties", "set_service_properties") or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
         raise error(403, "AuthorizationResourceTypeMismatch",
                     "This request is not authorized to perform this operation using this resource type.")
     needed = "o" if owner_change else SAS_PERMISSIONS.get(op, "")

@@ -62,6 +62,8 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "set_access_control": ({"x-ms-permissions", "x-ms-owner", "x-ms-group", "x-ms-acl", *_LEASE}, {"action", "upn"}),
     "set_access_control_recursive": (_ACCESS, {"action", "mode", "maxrecords", "continuation", "forceflag"}),
     "get_user_delegation_key": (set(), {"restype", "comp"}),
+    "get_service_properties": (set(), {"restype", "comp"}),
+    "set_service_properties": (set(), {"restype", "comp"}),
 }
 
 # Names (or name prefixes) of headers / parameters to the feature they belong to, for the message.

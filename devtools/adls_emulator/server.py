@@ -27,6 +27,7 @@ from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
 from .features import check_request, not_implemented
 from .persistence import SqlitePersistence
+from .service_props import ServiceProperties
 
 DEFAULT_VERSION = "2026-06-06"
 CONTROL_PREFIX = "/_emulator"
@@ -92,6 +93,8 @@ def classify(req: Request) -> None:
     if req.filesystem is None:
         if comp == "userdelegationkey" and restype == "service" and m == "POST":
             req.op, req.flavor = "get_user_delegation_key", "blob"
+        elif comp == "properties" and restype == "service" and m in ("GET", "PUT"):
+            req.op, req.flavor = ("get_service_properties" if m == "GET" else "set_service_properties"), "blob"
         elif comp == "list" or resource == "account":
             req.op, req.flavor = "list_filesystems", ("blob" if comp == "list" else "dfs")
         else:
@@ -164,6 +167,7 @@ class AccountHandlers:
         self.account = account
         self.public_url = ""  # set by the server once the port is known
         self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
+        self.service_properties = ServiceProperties()
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -340,6 +344,13 @@ class AccountHandlers:
                 f"<SignedService>b</SignedService><SignedVersion>{escape(version)}</SignedVersion>"
                 f"<Value>{value}</Value></UserDelegationKey>")
         return Response(200, {"Content-Type": "application/xml"}, body.encode())
+
+    def get_service_properties(self, req: Request) -> Response:
+        return Response(200, {"Content-Type": "application/xml"}, self.service_properties.xml())
+
+    def set_service_properties(self, req: Request) -> Response:
+        self.service_properties.set(req.body)
+        return Response(202)
 
     # -- paths ------------------------------------------------------------------------------
     def _create(self, req: Request, kind: str) -> Response:
