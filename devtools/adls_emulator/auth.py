@@ -219,7 +219,7 @@ class Authenticator:
                 raise _denied("Signed key expiry time is malformed.") from exc
             if key_expiry < now:
                 raise _denied("The user delegation key has expired.")
-        return {"kind": "service", "sp": v("sp"), "sr": sr}
+        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses")}
 
     def _check_account_sas(self, params: dict[str, str], sig: str) -> dict:
         fields = [self.account] + [params.get(n, "") for n in ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv",
@@ -229,7 +229,8 @@ class Authenticator:
         if "b" not in params.get("ss", ""):
             raise error(403, "AuthorizationServiceMismatch",
                         "This request is not authorized to perform this operation using this service.")
-        return {"kind": "account", "sp": params.get("sp", ""), "srt": params.get("srt", "")}
+        return {"kind": "account", "sp": params.get("sp", ""), "srt": params.get("srt", ""),
+                "ses": params.get("ses", "")}
 
     def delegation_key(self, oid: str, tid: str, start: str, expiry: str, version: str) -> str:
         """The value of a user delegation key: derived from the account key and the key's fields, so

@@ -7,7 +7,9 @@ See the package docstring for the operation names.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import hashlib
 import json
 import socket
 import ssl
@@ -48,6 +50,7 @@ class Request:
     caller: str = "$superuser"  # the bearer token's object ID, else the account's superuser
     tenant: str = ""  # the bearer token's tenant ID
     scheme_used: str = ""  # sharedkey | sas | bearer
+    sas: dict | None = None  # what the SAS allows, when a SAS authorized the request
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -217,6 +220,7 @@ class AccountHandlers:
             if hh.get(key):
                 out[name] = hh[key]
         out.update(info.lease_headers)
+        out.update(encryption_headers(info.encryption, with_context=True))
         metadata = dict(info.metadata)
         if info.is_dir:
             metadata.setdefault("hdi_isfolder", "true")
@@ -234,7 +238,15 @@ class AccountHandlers:
     def create_filesystem(self, req: Request) -> Response:
         metadata = self.metadata_from(req) if req.flavor == "blob" else st.parse_properties(
             req.header("x-ms-properties"))
-        fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor)
+        deny = (req.header("x-ms-deny-encryption-scope-override") or "false").lower()
+        if deny not in ("true", "false"):
+            raise error(400, "InvalidHeaderValue", "x-ms-deny-encryption-scope-override must be true or false.")
+        scope = req.header("x-ms-default-encryption-scope")
+        if deny == "true" and not scope:
+            raise error(400, "InvalidHeaderValue",
+                        "x-ms-deny-encryption-scope-override needs x-ms-default-encryption-scope.")
+        fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor, default_scope=scope,
+                                          deny_scope_override=deny == "true")
         headers = self.write_headers(fs.etag, fs.last_modified)
         if req.flavor == "dfs":
             headers["x-ms-namespace-enabled"] = "true"
@@ -246,8 +258,8 @@ class AccountHandlers:
         headers.update(info["lease"])
         if req.flavor == "blob":
             headers.update({"x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false",
-                            "x-ms-default-encryption-scope": "$account-encryption-key",
-                            "x-ms-deny-encryption-scope-override": "false"})
+                            "x-ms-default-encryption-scope": info["default_scope"],
+                            "x-ms-deny-encryption-scope-override": str(info["deny_scope_override"]).lower()})
             for k, v in info["metadata"].items():
                 headers[f"x-ms-meta-{k}"] = v
         else:
@@ -314,8 +326,8 @@ class AccountHandlers:
                 f"<LeaseState>{lease['x-ms-lease-state']}</LeaseState>"
                 + (f"<LeaseDuration>{lease['x-ms-lease-duration']}</LeaseDuration>"
                    if "x-ms-lease-duration" in lease else "")
-                + "<DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope>"
-                "<DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride>"
+                + f"<DefaultEncryptionScope>{escape(i['default_scope'])}</DefaultEncryptionScope>"
+                f"<DenyEncryptionScopeOverride>{str(i['deny_scope_override']).lower()}</DenyEncryptionScopeOverride>"
                 "<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
                 "</Properties>")
             if include_meta:
@@ -361,9 +373,10 @@ class AccountHandlers:
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
             permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
             owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
-            caller=req.caller)
+            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
         return Response(201, headers)
 
     def create_file(self, req: Request) -> Response:
@@ -372,7 +385,15 @@ class AccountHandlers:
     def create_directory(self, req: Request) -> Response:
         return self._create(req, "directory")
 
+    def check_encryption(self, req: Request) -> None:
+        """The customer-provided key a request carries must be the one the path is encrypted with."""
+        enc = self.store.encryption_of(req.filesystem, req.path)
+        if enc is not None:
+            check_customer_key(req, enc)
+
     def get_properties(self, req: Request) -> Response:
+        if (req.params.get("action") or "").lower() != "getaccesscontrol":
+            self.check_encryption(req)
         info = self.store.get_path(req.filesystem, req.path, self.conditions(req), req.flavor,
                                    req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
@@ -393,6 +414,7 @@ class AccountHandlers:
         if structured is not None and structured.strip().lower().replace(" ", "") != \
                 cv.SM_V1_CRC64.lower().replace(" ", ""):
             raise error(400, "InvalidHeaderValue", f"x-ms-structured-body {structured!r} is not supported.")
+        self.check_encryption(req)
         info, data, first, last = self.store.read(req.filesystem, req.path, start, end, self.conditions(req),
                                                   req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
@@ -416,13 +438,14 @@ class AccountHandlers:
         if position is None:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         flush = req.flag("flush")
+        self.check_encryption(req)
         data, validation = self.validated_body(req)
         info, extra = self.store.append(
             req.filesystem, req.path, position, data, lease_id=req.header("x-ms-lease-id"),
             lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
             lease_duration=self.lease_duration(req), flush=flush, close=req.flag("close"),
             http_headers=self.http_headers_from(req, "x-ms-") if flush else None)
-        headers = {"x-ms-request-server-encrypted": "true", **validation}
+        headers = {"x-ms-request-server-encrypted": "true", **validation, **encryption_headers(info.encryption)}
         if flush:
             headers.update(self.write_headers(info.etag, info.last_modified))
         headers.update(extra)
@@ -453,6 +476,7 @@ class AccountHandlers:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         if req.body:
             raise error(400, "InvalidRequestBody", "A flush request must not have a body.")
+        self.check_encryption(req)
         info, extra = self.store.flush(
             req.filesystem, req.path, position, retain=req.flag("retainUncommittedData"), close=req.flag("close"),
             conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
@@ -460,6 +484,7 @@ class AccountHandlers:
             lease_duration=self.lease_duration(req), http_headers=self.http_headers_from(req, "x-ms-"))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
         headers.update(extra)
         return Response(200, headers)
 
@@ -495,6 +520,10 @@ class AccountHandlers:
                      "permissions": info.permissions}
             if info.is_dir:
                 entry["isDirectory"] = "true"
+            if info.encryption.get("scope"):
+                entry["EncryptionScope"] = info.encryption["scope"]
+            if info.encryption.get("context"):
+                entry["EncryptionContext"] = info.encryption["context"]
             paths.append(dict(sorted(entry.items())))
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token:
@@ -502,13 +531,17 @@ class AccountHandlers:
         return Response(200, headers, json.dumps({"paths": paths}).encode())
 
     def set_metadata(self, req: Request) -> Response:
+        self.check_encryption(req)
         if req.flavor == "dfs":  # PATCH ?action=setProperties
             metadata = st.parse_properties(req.header("x-ms-properties"))
         else:
             metadata = self.metadata_from(req)
         info = self.store.set_path_metadata(req.filesystem, req.path, metadata, conditions=self.conditions(req),
                                             lease_id=req.header("x-ms-lease-id"), flavor=req.flavor)
-        return Response(200, self.write_headers(info.etag, info.last_modified))
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
+        return Response(200, headers)
 
     def set_properties(self, req: Request) -> Response:
         info = self.store.set_path_http_headers(req.filesystem, req.path, self.http_headers_from(req, "x-ms-blob-"),
@@ -549,6 +582,82 @@ class AccountHandlers:
 
     def unknown(self, req: Request) -> Response:
         raise not_implemented(f"the request {req.method} {req.raw_path}?{req.query}")
+
+
+def customer_key_sha256(req: Request) -> str | None:
+    """The SHA-256 (base64) of the request's customer-provided key, after checking its headers."""
+    key = req.header("x-ms-encryption-key")
+    sha = req.header("x-ms-encryption-key-sha256")
+    algorithm = req.header("x-ms-encryption-algorithm")
+    if key is None and sha is None and algorithm is None:
+        return None
+    if key is None or sha is None or algorithm is None:
+        raise error(400, "MissingRequiredHeader", "A customer-provided key needs x-ms-encryption-key, "
+                    "x-ms-encryption-key-sha256 and x-ms-encryption-algorithm.")
+    if algorithm != "AES256":
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-algorithm must be AES256.")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError as exc:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key must be base64.") from exc
+    if len(raw) != 32:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key must be a 256-bit key.")
+    if base64.b64encode(hashlib.sha256(raw).digest()).decode() != sha:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key-sha256 is not the SHA-256 of the key.")
+    return sha
+
+
+def check_customer_key(req: Request, enc: dict[str, str]) -> None:
+    given, used = customer_key_sha256(req), enc.get("key_sha256")
+    if used and not given:
+        raise error(409, "BlobUsesCustomerSpecifiedEncryption",
+                    "The blob is encrypted with customer specified encryption, but it was not provided in the request.")
+    if used and given != used:
+        raise error(409, "BlobUsesCustomerSpecifiedEncryption",
+                    "The given customer-provided key is not the key the blob is encrypted with.")
+    if given and not used:
+        raise error(409, "BlobDoesNotUseCustomerSpecifiedEncryption",
+                    "The blob is not encrypted with customer specified encryption.")
+
+
+def new_path_encryption(req: Request, fs: st.FileSystem, kind: str) -> dict[str, str]:
+    """How a path created by ``req`` in ``fs`` is encrypted (its encryption scope, customer key and context)."""
+    enc: dict[str, str] = {}
+    scope = req.header("x-ms-encryption-scope")
+    sas_scope = (req.sas or {}).get("ses") or None
+    if scope and sas_scope and scope != sas_scope:
+        raise error(403, "AuthorizationFailure", "The encryption scope of the request is not the SAS's (ses).")
+    scope = scope or sas_scope
+    if scope and fs.deny_scope_override and scope != fs.default_scope:
+        raise error(409, "EncryptionScopeOverrideNotAllowed",
+                    "The file system does not allow another encryption scope than its default.")
+    scope = scope or fs.default_scope
+    key_sha = customer_key_sha256(req)
+    if key_sha and scope != st.ACCOUNT_KEY_SCOPE:
+        raise error(409, "EncryptionScopeOverrideNotAllowed" if not req.header("x-ms-encryption-scope")
+                    else "InvalidHeaderValue",
+                    "A customer-provided key cannot be used together with an encryption scope.")
+    if scope != st.ACCOUNT_KEY_SCOPE:
+        enc["scope"] = scope
+    if key_sha:
+        enc["key_sha256"] = key_sha
+    context = req.header("x-ms-encryption-context")
+    if context is not None:
+        if kind != "file":
+            raise error(400, "InvalidHeaderValue", "x-ms-encryption-context applies to files only.")
+        enc["context"] = context
+    return enc
+
+
+def encryption_headers(enc: dict[str, str], with_context: bool = False) -> dict[str, str]:
+    out = {}
+    if enc.get("key_sha256"):
+        out["x-ms-encryption-key-sha256"] = enc["key_sha256"]
+    if enc.get("scope"):
+        out["x-ms-encryption-scope"] = enc["scope"]
+    if with_context and enc.get("context"):
+        out["x-ms-encryption-context"] = enc["context"]
+    return out
 
 
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
@@ -616,6 +725,7 @@ class Emulator:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
             req.scheme_used, req.caller, sas = self.auth.check(req.method, req.raw_path, req.query, req.headers,
                                                                self.scheme)
+            req.sas = sas
             if req.scheme_used == "bearer":
                 req.tenant = self.auth.tenant_of(req.headers)
             check_request(req.op, req.headers, req.params)

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import acl as acls
 from .errors import StorageError, error
@@ -229,6 +229,9 @@ def _check_duration(duration: int) -> None:
         raise error(400, "InvalidHeaderValue", "x-ms-lease-duration must be -1 or between 15 and 60.")
 
 
+ACCOUNT_KEY_SCOPE = "$account-encryption-key"
+
+
 @dataclass
 class Node:
     """A file or a directory. ``data`` is the committed content; ``uncommitted`` holds appended
@@ -248,6 +251,9 @@ class Node:
     owner: str = "$superuser"
     group: str = "$superuser"
     lease: Lease = field(default_factory=Lease)
+    # How the path is encrypted: "scope" (an encryption scope other than the account key),
+    # "key_sha256" (a customer-provided key), "context" (x-ms-encryption-context, files).
+    encryption: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_dir(self) -> bool:
@@ -266,7 +272,7 @@ class Node:
             "kind": self.kind, "etag": self.etag, "last_modified": self.last_modified,
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
             "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
-            "group": self.group, "lease": self.lease.to_dict(),
+            "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -279,7 +285,7 @@ class Node:
             acl=meta.get("acl") or acls.base((meta.get("permissions") or "rw-r-----")[:9]),
             default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
             owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
-            lease=Lease.from_dict(meta["lease"]),
+            lease=Lease.from_dict(meta["lease"]), encryption=dict(meta.get("encryption") or {}),
         )
 
 
@@ -292,16 +298,25 @@ class FileSystem:
     metadata: dict[str, str] = field(default_factory=dict)
     lease: Lease = field(default_factory=Lease)
     nodes: dict[str, Node] = field(default_factory=dict)
+    default_scope: str = ACCOUNT_KEY_SCOPE
+    deny_scope_override: bool = False
+
+    def implicit_encryption(self) -> dict[str, str]:
+        """Directories made on the way to a new path are encrypted with the file system's default scope."""
+        return {} if self.default_scope == ACCOUNT_KEY_SCOPE else {"scope": self.default_scope}
 
     def to_meta(self) -> dict[str, Any]:
         return {"name": self.name, "etag": self.etag, "last_modified": self.last_modified,
-                "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict()}
+                "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict(),
+                "default_scope": self.default_scope, "deny_scope_override": self.deny_scope_override}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "FileSystem":
         return cls(name=meta["name"], etag=meta["etag"], last_modified=meta["last_modified"],
                    created=meta["created"], metadata=dict(meta["metadata"]),
-                   lease=Lease.from_dict(meta["lease"]))
+                   lease=Lease.from_dict(meta["lease"]),
+                   default_scope=meta.get("default_scope", ACCOUNT_KEY_SCOPE),
+                   deny_scope_override=meta.get("deny_scope_override", False))
 
 
 @dataclass
@@ -322,6 +337,7 @@ class PathInfo:
     group: str = "$superuser"
     acl: str = ""
     expires_at: float | None = None
+    encryption: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_dir(self) -> bool:
@@ -386,13 +402,15 @@ class Store:
                 self._persistence.save_node(fs.name, path, node)
 
     # ------------------------------------------------------------------ file systems
-    def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob") -> FileSystem:
+    def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob",
+                          default_scope: str | None = None, deny_scope_override: bool = False) -> FileSystem:
         with self._lock:
             if name in self._fs:
                 raise error(409, "ContainerAlreadyExists" if flavor == "blob" else "FilesystemAlreadyExists")
             now = time.time()
             fs = FileSystem(name=name, etag=new_etag(), last_modified=now, created=now,
-                            metadata=dict(metadata or {}))
+                            metadata=dict(metadata or {}), default_scope=default_scope or ACCOUNT_KEY_SCOPE,
+                            deny_scope_override=deny_scope_override)
             self._fs[name] = fs
             self._save_fs(fs)
             return fs
@@ -409,7 +427,8 @@ class Store:
             if lease_id:
                 fs.lease.check_write(lease_id, "blob")
             return {"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
-                    "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+                    "metadata": dict(fs.metadata), "lease": fs.lease.headers(), "default_scope": fs.default_scope,
+                    "deny_scope_override": fs.deny_scope_override}
 
     def delete_filesystem(self, name: str, conditions: Conditions | None = None,
                           lease_id: str | None = None, flavor: str = "blob") -> None:
@@ -439,7 +458,8 @@ class Store:
     def list_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
             return [{"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
-                     "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+                     "metadata": dict(fs.metadata), "lease": fs.lease.headers(), "default_scope": fs.default_scope,
+                     "deny_scope_override": fs.deny_scope_override}
                     for name, fs in sorted(self._fs.items()) if name.startswith(prefix)]
 
     def filesystem_lease(self, name: str, action: str, lease_id: str | None, proposed_id: str | None,
@@ -462,7 +482,7 @@ class Store:
                         created=node.created, length=len(node.data), metadata=dict(node.metadata),
                         http_headers=dict(node.http_headers), permissions=node.permissions,
                         lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
-                        acl=acls.format_acl(node.acl, node.default_acl))
+                        acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption))
 
     def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
@@ -475,7 +495,7 @@ class Store:
                 access, default = acls.inherit(grand.default_acl if grand else [], "rwxrwxrwx",
                                                acls.parse_umask(None), True)
                 fs.nodes[parent] = Node(kind="directory", etag=new_etag(), last_modified=now, created=now,
-                                        acl=access, default_acl=default,
+                                        acl=access, default_acl=default, encryption=fs.implicit_encryption(),
                                         owner=owner, group=grand.group if grand else "$superuser")
                 changed.append(parent)
             elif not node.is_dir:
@@ -491,9 +511,12 @@ class Store:
                     http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
                     lease_duration: int | None = None, permissions: str | None = None,
                     umask: str | None = None, owner: str | None = None, group: str | None = None,
-                    acl: str | None = None, caller: str = "$superuser") -> PathInfo:
+                    acl: str | None = None, caller: str = "$superuser",
+                    encryption: "Callable[[FileSystem], dict[str, str]] | None" = None) -> PathInfo:
+        """``encryption(fs)`` gives the new path's encryption (it may refuse by raising)."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
+            enc = encryption(fs) if encryption else {}
             path = normalize_path(path)
             if not path:
                 raise error(400, "InvalidResourceName", "The path is empty.")
@@ -536,9 +559,10 @@ class Store:
                         node.default_acl = default
                 node.owner = owner or node.owner
                 node.group = group or node.group
+                node.encryption = enc
                 node.touch()
             else:
-                node = Node(kind=kind, etag=new_etag(), last_modified=now, created=now,
+                node = Node(kind=kind, encryption=enc, etag=new_etag(), last_modified=now, created=now,
                             metadata=dict(metadata or {}), http_headers=dict(http_headers or {}),
                             acl=access, default_acl=default, sticky=sticky,
                             owner=owner or caller, group=group or (parent.group if parent else "$superuser"),
@@ -554,6 +578,13 @@ class Store:
                 changed.append(path.rsplit("/", 1)[0])
             self._save_nodes(fs, changed)
             return self._info(path, node)
+
+    def encryption_of(self, fs_name: str, path: str) -> dict[str, str] | None:
+        """The path's encryption, or None when there is no such path (the operation then says so)."""
+        with self._lock:
+            fs = self._fs.get(fs_name)
+            node = fs.nodes.get(normalize_path(path)) if fs else None
+            return None if node is None else dict(node.encryption)
 
     def get_path(self, fs_name: str, path: str, conditions: Conditions | None = None,
                  flavor: str = "blob", lease_id: str | None = None) -> PathInfo:

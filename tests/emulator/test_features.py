@@ -34,7 +34,7 @@ def _new_file(raw: RawClient) -> str:
 
 # --------------------------------------------------------------------------- nothing silently ignored
 @pytest.mark.parametrize("header, feature", [
-    ("x-ms-encryption-scope", "encryption scopes"),
+    ("x-ms-immutability-policy-mode", "immutability policies"),
     ("x-ms-tags", "blob index tags"),
     ("x-ms-something-new", "x-ms-something-new"),
 ])
@@ -180,13 +180,19 @@ def test_sdk_crc64_structured_message_round_trip(emu_fs):
     assert f.download_file(offset=len(data), validate_content="crc64").readall() == b"more"
 
 
-def test_customer_provided_keys_are_not_silently_ignored(raw):
+def test_customer_provided_keys_are_enforced_or_refused(raw):
     url = _new_file(raw)
     key = b"k" * 32
     cpk = {"x-ms-encryption-key": base64.b64encode(key).decode(),
            "x-ms-encryption-key-sha256": base64.b64encode(hashlib.sha256(key).digest()).decode(),
            "x-ms-encryption-algorithm": "AES256"}
-    status, _, body = raw.send("PUT", url + "?resource=file", cpk)
+    status, headers, _ = raw.send("PUT", url + "?resource=file", cpk)
+    assert status == 201 and _lower(headers)["x-ms-encryption-key-sha256"] == cpk["x-ms-encryption-key-sha256"]
+    status, headers, _ = raw.send("HEAD", url)
+    assert status == 409 and _lower(headers)["x-ms-error-code"] == "BlobUsesCustomerSpecifiedEncryption"
+    assert raw.send("HEAD", url, cpk)[0] == 200
+    # An operation that takes no key does not silently ignore one.
+    status, _, body = raw.send("DELETE", url, cpk)
     assert status == 501 and b"customer-provided keys" in body
 
 

@@ -1,0 +1,98 @@
+"""Service properties, encryption scopes and customer-provided keys: stored, echoed and enforced."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.filedatalake import (
+    CustomerProvidedEncryptionKey,
+    DataLakeServiceClient,
+    EncryptionScopeOptions,
+    RetentionPolicy,
+    StaticWebsite,
+)
+
+from devtools.adls_emulator.auth import DEV_ACCOUNT, DEV_KEY
+
+
+def _cpk() -> CustomerProvidedEncryptionKey:
+    raw = os.urandom(32)
+    return CustomerProvidedEncryptionKey(base64.b64encode(raw).decode(),
+                                         base64.b64encode(hashlib.sha256(raw).digest()).decode())
+
+
+def test_service_properties_are_merged_stored_and_checked(emu_service):
+    props = emu_service.get_service_properties()
+    assert props["hour_metrics"].enabled is True and props["delete_retention_policy"].enabled is False
+    emu_service.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=3),
+                                       static_website=StaticWebsite(enabled=True, index_document="index.html"))
+    emu_service.set_service_properties(target_version="2021-08-06")  # keeps the others
+    props = emu_service.get_service_properties()
+    assert props["delete_retention_policy"].days == 3 and props["static_website"].index_document == "index.html"
+    assert props["target_version"] == "2021-08-06"
+    with pytest.raises(HttpResponseError) as exc:
+        emu_service.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=366))
+    assert exc.value.status_code == 400
+    assert emu_service.get_service_properties()["delete_retention_policy"].days == 3
+
+
+def test_encryption_scope_of_the_file_system_is_echoed(emu_service):
+    fs = emu_service.get_file_system_client(f"fs{uuid.uuid4().hex[:12]}")
+    fs.create_file_system(encryption_scope_options=EncryptionScopeOptions("scope1", prevent_encryption_scope_override=True))
+    assert fs.get_file_system_properties().encryption_scope.default_encryption_scope == "scope1"
+    assert fs.get_file_system_properties().encryption_scope.prevent_encryption_scope_override is True
+    f = fs.create_file("d/f")
+    assert f.get_file_properties().encryption_scope == "scope1"
+    assert [p.encryption_scope for p in fs.get_paths()] == ["scope1", "scope1"]
+    listed = [x for x in emu_service.list_file_systems() if x.name == fs.file_system_name][0]
+    assert listed.encryption_scope.default_encryption_scope == "scope1"
+
+
+@pytest.fixture
+def tls_fs(tls_files):
+    from devtools.adls_emulator.server import start_in_thread
+
+    cert, key = tls_files
+    running = start_in_thread(tls_cert=cert, tls_key=key)
+    svc = DataLakeServiceClient(running.url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                connection_verify=cert, retry_total=0)
+    yield svc.create_file_system(f"fs{uuid.uuid4().hex[:12]}")
+    running.stop()
+
+
+def test_customer_provided_key_is_needed_to_read_and_write(tls_fs):
+    emu_fs, key = tls_fs, _cpk()
+    f = emu_fs.get_file_client("secret")
+    f.create_file(cpk=key)
+    f.append_data(b"abc", 0, cpk=key)
+    f.flush_data(3, cpk=key)
+    assert f.download_file(cpk=key).readall() == b"abc"
+    assert f.get_file_properties(cpk=key).size == 3
+    for call in (lambda: f.download_file().readall(), lambda: f.get_file_properties(),
+                 lambda: f.download_file(cpk=_cpk()).readall(), lambda: f.append_data(b"x", 3)):
+        with pytest.raises(HttpResponseError) as exc:
+            call()
+        assert exc.value.status_code == 409
+    plain = emu_fs.create_file("plain")
+    with pytest.raises(HttpResponseError) as exc:
+        plain.get_file_properties(cpk=key)
+    assert exc.value.error_code == "BlobDoesNotUseCustomerSpecifiedEncryption"
+
+
+def test_a_bad_customer_key_is_refused(tls_fs):
+    fs = tls_fs
+    bad = CustomerProvidedEncryptionKey(base64.b64encode(b"k" * 32).decode(), base64.b64encode(b"x" * 32).decode())
+    with pytest.raises(HttpResponseError) as exc:
+        fs.get_file_client("f").create_file(cpk=bad)
+    assert exc.value.status_code == 400
+
+
+def test_encryption_context_is_kept(emu_fs):
+    f = emu_fs.create_file("g", encryption_context="ctx")
+    assert f.get_file_properties().encryption_context == "ctx"
+    assert [p.encryption_context for p in emu_fs.get_paths()] == ["ctx"]
