@@ -104,10 +104,17 @@ class Authenticator:
         if auth.startswith("SharedKey "):
             self._check_shared_key(method, raw_path, query, headers, auth[len("SharedKey "):])
             return "sharedkey", "$superuser", None
+        params = dict(parse_query(query))
         if auth.startswith("Bearer "):
             payload = self._check_bearer(auth[len("Bearer "):].strip())
-            return "bearer", str(payload.get("oid") or payload.get("sub") or "$superuser"), None
-        params = dict(parse_query(query))
+            oid = str(payload.get("oid") or payload.get("sub") or "$superuser")
+            if not params.get("sig"):
+                return "bearer", oid, None
+            # A user delegation SAS for a delegated user (sduoid) comes with that user's token: both count.
+            sas = self._check_sas(params, raw_path, scheme)
+            if params.get("sduoid") and params["sduoid"] != oid:
+                raise _denied("The token's object ID is not the SAS's delegated user (sduoid).")
+            return "bearer", oid, sas
         if params.get("sig"):
             sas = self._check_sas(params, raw_path, scheme)
             return "sas", "$superuser", sas
@@ -242,7 +249,7 @@ class Authenticator:
 SAS_PERMISSIONS = {
     "create_filesystem": "c", "delete_filesystem": "d", "get_filesystem_properties": "r",
     "set_filesystem_metadata": "w", "filesystem_lease": "w", "list_paths": "l", "list_filesystems": "l",
-    "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w",
+    "create_file": "cw", "create_directory": "cw", "rename": "mw", "append": "aw", "flush": "w",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
     "get_service_properties": "r", "set_service_properties": "w",

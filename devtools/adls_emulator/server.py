@@ -120,6 +120,10 @@ def classify(req: Request) -> None:
                 req.op = "delete_filesystem"
             return
         req.flavor = "dfs"
+        if (action or "").lower() in ("setaccesscontrol", "getaccesscontrol") and m in ("PATCH", "HEAD"):
+            # The file system's root directory ("/").
+            req.op = "set_access_control" if m == "PATCH" else "get_properties"
+            return
         req.op = {"PUT": "create_filesystem", "GET": "list_paths", "HEAD": "get_filesystem_properties",
                   "PATCH": "set_filesystem_metadata", "DELETE": "delete_filesystem"}.get(m, "unknown")
         if m == "GET" and resource != "filesystem":
@@ -349,12 +353,15 @@ class AccountHandlers:
             raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
         version = req.header("x-ms-version") or DEFAULT_VERSION
         oid, tid = req.caller, req.tenant
+        delegated_tid = _xml_value(text, "DelegatedUserTid")
         value = self.key_deriver(oid, tid, start, expiry, version)
         body = ('<?xml version="1.0" encoding="utf-8"?><UserDelegationKey>'
                 f"<SignedOid>{escape(oid)}</SignedOid><SignedTid>{escape(tid)}</SignedTid>"
                 f"<SignedStart>{escape(start)}</SignedStart><SignedExpiry>{escape(expiry)}</SignedExpiry>"
                 f"<SignedService>b</SignedService><SignedVersion>{escape(version)}</SignedVersion>"
-                f"<Value>{value}</Value></UserDelegationKey>")
+                + (f"<SignedDelegatedUserTid>{escape(delegated_tid)}</SignedDelegatedUserTid>"
+                   if delegated_tid else "")
+                + f"<Value>{value}</Value></UserDelegationKey>")
         return Response(200, {"Content-Type": "application/xml"}, body.encode())
 
     def get_service_properties(self, req: Request) -> Response:

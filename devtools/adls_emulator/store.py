@@ -300,6 +300,9 @@ class FileSystem:
     nodes: dict[str, Node] = field(default_factory=dict)
     default_scope: str = ACCOUNT_KEY_SCOPE
     deny_scope_override: bool = False
+    # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
+    root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
+                                                    created=time.time(), acl=acls.base("rwxr-x---")))
 
     def implicit_encryption(self) -> dict[str, str]:
         """Directories made on the way to a new path are encrypted with the file system's default scope."""
@@ -308,7 +311,8 @@ class FileSystem:
     def to_meta(self) -> dict[str, Any]:
         return {"name": self.name, "etag": self.etag, "last_modified": self.last_modified,
                 "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict(),
-                "default_scope": self.default_scope, "deny_scope_override": self.deny_scope_override}
+                "default_scope": self.default_scope, "deny_scope_override": self.deny_scope_override,
+                "root": self.root.to_record()[0]}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "FileSystem":
@@ -316,7 +320,8 @@ class FileSystem:
                    created=meta["created"], metadata=dict(meta["metadata"]),
                    lease=Lease.from_dict(meta["lease"]),
                    default_scope=meta.get("default_scope", ACCOUNT_KEY_SCOPE),
-                   deny_scope_override=meta.get("deny_scope_override", False))
+                   deny_scope_override=meta.get("deny_scope_override", False),
+                   **({"root": Node.from_record(meta["root"], b"", [])} if meta.get("root") else {}))
 
 
 @dataclass
@@ -472,6 +477,8 @@ class Store:
 
     # ------------------------------------------------------------------ paths: helpers
     def _node(self, fs: FileSystem, path: str, missing_code: str = "PathNotFound") -> Node:
+        if path == "":
+            return fs.root
         node = fs.nodes.get(path)
         if node is None:
             raise error(404, missing_code)
@@ -491,7 +498,7 @@ class Store:
             node = fs.nodes.get(parent)
             if node is None:
                 now = time.time()
-                grand = fs.nodes.get(parent.rsplit("/", 1)[0]) if "/" in parent else None
+                grand = fs.nodes.get(parent.rsplit("/", 1)[0]) if "/" in parent else fs.root
                 access, default = acls.inherit(grand.default_acl if grand else [], "rwxrwxrwx",
                                                acls.parse_umask(None), True)
                 fs.nodes[parent] = Node(kind="directory", etag=new_etag(), last_modified=now, created=now,
@@ -541,7 +548,7 @@ class Store:
                 raise error(400, "InvalidAccessControlList", "A file cannot have a default ACL.")
             changed: list[str] = [path]
             self._ensure_parents(fs, path, changed, caller)
-            parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else None
+            parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else fs.root
             access, default = acls.inherit(parent.default_acl if parent else [], mode, umask9, kind == "directory")
             if given_access:
                 access = acls.check_access(given_access)
