@@ -45,7 +45,7 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "list_paths": (set(), {"resource", "directory", "recursive", "maxresults", "continuation", "upn",
                            "beginfrom"}),
     "create_file": ({"x-ms-properties", *_DFS_CONTENT, *_LEASE, "x-ms-proposed-lease-id", "x-ms-lease-duration",
-                     *_ACCESS, *_CPK, "x-ms-encryption-scope", "x-ms-encryption-context"}, {"resource"}),
+                     *_ACCESS, *_CPK, "x-ms-encryption-scope", "x-ms-encryption-context", *_EXPIRY}, {"resource"}),
     "create_directory": ({"x-ms-properties", *_DFS_CONTENT, *_LEASE, "x-ms-proposed-lease-id",
                           "x-ms-lease-duration", *_ACCESS, *_CPK, "x-ms-encryption-scope"}, {"resource"}),
     # The service ignores content settings on a rename (recorded: test_rename_from).
@@ -64,6 +64,7 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "set_access_control_recursive": (_ACCESS, {"action", "mode", "maxrecords", "continuation", "forceflag"}),
     "get_user_delegation_key": (set(), {"restype", "comp"}),
     "get_service_properties": (set(), {"restype", "comp"}),
+    "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
     "set_service_properties": (set(), {"restype", "comp"}),
 }
 

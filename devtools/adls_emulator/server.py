@@ -132,7 +132,8 @@ def classify(req: Request) -> None:
     # A path inside a file system.
     if comp:
         req.flavor = "blob"
-        req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties"}.get(comp, "unknown")
+        req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties",
+                  "expiry": "set_expiry"}.get(comp, "unknown")
         if m != "PUT" and req.op != "unknown":
             req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
         return
@@ -225,6 +226,8 @@ class AccountHandlers:
                 out[name] = hh[key]
         out.update(info.lease_headers)
         out.update(encryption_headers(info.encryption, with_context=True))
+        if info.expires_at is not None:
+            out["x-ms-expiry-time"] = http_date(info.expires_at)
         metadata = dict(info.metadata)
         if info.is_dir:
             metadata.setdefault("hdi_isfolder", "true")
@@ -380,7 +383,8 @@ class AccountHandlers:
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
             permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
             owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
-            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind))
+            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind),
+            expiry=create_expiry(req, kind))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
         headers.update(encryption_headers(info.encryption))
@@ -522,7 +526,7 @@ class AccountHandlers:
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
-                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": info.group,
+                     "etag": info.etag.strip('"'), "expiryTime": st.filetime(info.expires_at) if info.expires_at is not None else "0", "group": info.group,
                      "lastModified": http_date(info.last_modified), "name": info.name, "owner": info.owner,
                      "permissions": info.permissions}
             if info.is_dir:
@@ -553,6 +557,24 @@ class AccountHandlers:
     def set_properties(self, req: Request) -> Response:
         info = self.store.set_path_http_headers(req.filesystem, req.path, self.http_headers_from(req, "x-ms-blob-"),
                                                 conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def set_expiry(self, req: Request) -> Response:
+        option = (req.header("x-ms-expiry-option") or "").lower()
+        value = req.header("x-ms-expiry-time")
+        relative = None
+        expiry: float | None = None
+        if option == "neverexpire":
+            if value:
+                raise error(400, "InvalidHeaderValue", "NeverExpire takes no x-ms-expiry-time.")
+        elif option == "relativetocreation":
+            relative = _expiry_ms(value) / 1000
+        elif option in ("relativetonow", "absolute"):
+            expiry = _expiry_at(option, value)
+        else:
+            raise error(400, "InvalidHeaderValue", "x-ms-expiry-option must be RelativeToCreation, RelativeToNow, "
+                        "Absolute or NeverExpire.")
+        info = self.store.set_expiry(req.filesystem, req.path, expiry, relative, req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
     def set_access_control(self, req: Request) -> Response:
@@ -589,6 +611,43 @@ class AccountHandlers:
 
     def unknown(self, req: Request) -> Response:
         raise not_implemented(f"the request {req.method} {req.raw_path}?{req.query}")
+
+
+def _expiry_ms(value: str | None) -> int:
+    try:
+        ms = int(value or "")
+    except ValueError as exc:
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time must be a number of milliseconds.") from exc
+    if ms < 0:
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time must not be negative.")
+    return ms
+
+
+def _expiry_at(option: str, value: str | None) -> float:
+    """Epoch seconds for ``RelativeToNow`` (milliseconds) or ``Absolute`` (an HTTP date in the future)."""
+    if option == "relativetonow":
+        return time.time() + _expiry_ms(value) / 1000
+    when = parse_http_date(value)
+    if when is None:
+        raise error(400, "InvalidHeaderValue", "Absolute needs x-ms-expiry-time.")
+    if when <= time.time():
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time is in the past.")
+    return when
+
+
+def create_expiry(req: Request, kind: str) -> float | None:
+    """The expiry a Path - Create asks for (files only): RelativeToNow, Absolute or NeverExpire."""
+    option = (req.header("x-ms-expiry-option") or "").lower()
+    if not option and req.header("x-ms-expiry-time") is None:
+        return None
+    if kind != "file":
+        raise error(400, "InvalidHeaderValue", "An expiry time applies to files only.")
+    if option == "neverexpire":
+        return None
+    if option not in ("relativetonow", "absolute"):
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-option on create must be RelativeToNow, Absolute "
+                    "or NeverExpire.")
+    return _expiry_at(option, req.header("x-ms-expiry-time"))
 
 
 def customer_key_sha256(req: Request) -> str | None:

@@ -254,6 +254,7 @@ class Node:
     # How the path is encrypted: "scope" (an encryption scope other than the account key),
     # "key_sha256" (a customer-provided key), "context" (x-ms-encryption-context, files).
     encryption: dict[str, str] = field(default_factory=dict)
+    expiry: float | None = None  # files: when the file is deleted (set with x-ms-expiry-*)
 
     @property
     def is_dir(self) -> bool:
@@ -273,6 +274,7 @@ class Node:
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
             "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
             "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
+            "expiry": self.expiry,
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -286,6 +288,7 @@ class Node:
             default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
             owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
             lease=Lease.from_dict(meta["lease"]), encryption=dict(meta.get("encryption") or {}),
+            expiry=meta.get("expiry"),
         )
 
 
@@ -300,6 +303,7 @@ class FileSystem:
     nodes: dict[str, Node] = field(default_factory=dict)
     default_scope: str = ACCOUNT_KEY_SCOPE
     deny_scope_override: bool = False
+    expiring: bool = True  # some file may have an expiry time (checked, then kept exact, by the store)
     # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
     root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
                                                     created=time.time(), acl=acls.base("rwxr-x---")))
@@ -424,7 +428,35 @@ class Store:
         fs = self._fs.get(name)
         if fs is None:
             raise error(404, "ContainerNotFound" if flavor == "blob" else "FilesystemNotFound")
+        if fs.expiring:
+            self._delete_expired(fs)
         return fs
+
+    def _delete_expired(self, fs: FileSystem) -> None:
+        """Files whose expiry time has passed are gone (checked whenever their file system is used)."""
+        now = time.time()
+        gone = [p for p, n in fs.nodes.items() if n.expiry is not None and n.expiry <= now]
+        for path in gone:
+            del fs.nodes[path]
+        self._save_nodes(fs, gone)
+        fs.expiring = any(n.expiry is not None for n in fs.nodes.values())
+
+    def set_expiry(self, fs_name: str, path: str, expiry: float | None, relative_to_creation: float | None = None,
+                   lease_id: str | None = None) -> PathInfo:
+        """Set Blob Expiry: ``expiry`` (epoch seconds, None = never), or ``relative_to_creation`` seconds."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound")
+            if node.is_dir:
+                raise error(400, "InvalidHeaderValue", "An expiry time applies to files only.")
+            node.lease.check_write(lease_id, "blob")
+            if relative_to_creation is not None:
+                expiry = node.created + relative_to_creation
+            node.expiry = expiry
+            fs.expiring = fs.expiring or expiry is not None
+            self._save_nodes(fs, [path])
+            return self._info(path, node)
 
     def filesystem_info(self, name: str, flavor: str = "blob", lease_id: str | None = None) -> dict[str, Any]:
         with self._lock:
@@ -489,7 +521,8 @@ class Store:
                         created=node.created, length=len(node.data), metadata=dict(node.metadata),
                         http_headers=dict(node.http_headers), permissions=node.permissions,
                         lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
-                        acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption))
+                        acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption),
+                        expires_at=node.expiry)
 
     def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
@@ -519,7 +552,8 @@ class Store:
                     lease_duration: int | None = None, permissions: str | None = None,
                     umask: str | None = None, owner: str | None = None, group: str | None = None,
                     acl: str | None = None, caller: str = "$superuser",
-                    encryption: "Callable[[FileSystem], dict[str, str]] | None" = None) -> PathInfo:
+                    encryption: "Callable[[FileSystem], dict[str, str]] | None" = None,
+                    expiry: float | None = None) -> PathInfo:
         """``encryption(fs)`` gives the new path's encryption (it may refuse by raising)."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
@@ -569,7 +603,10 @@ class Store:
                 node.encryption = enc
                 node.touch()
             else:
-                node = Node(kind=kind, encryption=enc, etag=new_etag(), last_modified=now, created=now,
+                if expiry is not None:
+                    fs.expiring = True
+                node = Node(kind=kind, encryption=enc, expiry=expiry, etag=new_etag(), last_modified=now,
+                            created=now,
                             metadata=dict(metadata or {}), http_headers=dict(http_headers or {}),
                             acl=access, default_acl=default, sticky=sticky,
                             owner=owner or caller, group=group or (parent.group if parent else "$superuser"),

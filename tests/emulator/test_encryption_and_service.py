@@ -96,3 +96,26 @@ def test_encryption_context_is_kept(emu_fs):
     f = emu_fs.create_file("g", encryption_context="ctx")
     assert f.get_file_properties().encryption_context == "ctx"
     assert [p.encryption_context for p in emu_fs.get_paths()] == ["ctx"]
+
+
+def test_file_expiry_is_kept_shown_and_applied(emu_fs):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    f = emu_fs.get_file_client("soon")
+    f.create_file(expires_on=1500)  # milliseconds from now
+    props = f.get_file_properties()
+    assert props.expiry_time is not None
+    assert [p.expiry_time is not None for p in emu_fs.get_paths()] == [True]
+    later = emu_fs.create_file("later")
+    later.set_file_expiry("Absolute", expires_on=datetime.now(timezone.utc) + timedelta(days=1))
+    assert later.get_file_properties().expiry_time is not None
+    later.set_file_expiry("NeverExpire")
+    assert later.get_file_properties().expiry_time is None
+    with pytest.raises(HttpResponseError) as exc:
+        emu_fs.create_directory("d").get_file_client("x")  # a file client on a missing path
+        emu_fs.get_file_client("d").set_file_expiry("RelativeToNow", expires_on=1000)
+    assert exc.value.status_code == 400
+    time.sleep(2)
+    assert not f.exists()
+    assert [p.name for p in emu_fs.get_paths()] == ["d", "later"]
