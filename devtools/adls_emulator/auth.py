@@ -252,7 +252,7 @@ SAS_PERMISSIONS = {
     "create_file": "cw", "create_directory": "cw", "rename": "mw", "append": "aw", "flush": "w",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
-    "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w",
+    "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w", "query": "r",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
 _ACCOUNT_LEVEL = {"list_filesystems": "s", "get_service_properties": "s", "set_service_properties": "s", "create_filesystem": "c", "delete_filesystem": "c",

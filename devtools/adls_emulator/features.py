@@ -65,6 +65,7 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "get_user_delegation_key": (set(), {"restype", "comp"}),
     "get_service_properties": (set(), {"restype", "comp"}),
     "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
+    "query": ({*_LEASE, *_CPK}, {"comp"}),
     "set_service_properties": (set(), {"restype", "comp"}),
 }
 

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from . import content as cv
+from . import query as qq
 from . import store as st
 from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
 from .errors import StorageError, error
@@ -136,6 +137,8 @@ def classify(req: Request) -> None:
                   "expiry": "set_expiry"}.get(comp, "unknown")
         if m != "PUT" and req.op != "unknown":
             req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
+        if comp == "query" and m == "POST":
+            req.op = "query"
         return
     if m == "PUT":
         req.flavor = "dfs"
@@ -558,6 +561,17 @@ class AccountHandlers:
         info = self.store.set_path_http_headers(req.filesystem, req.path, self.http_headers_from(req, "x-ms-blob-"),
                                                 conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def query(self, req: Request) -> Response:
+        parsed = qq.parse_request(req.body)
+        self.check_encryption(req)
+        info, data, _, _ = self.store.read(req.filesystem, req.path, None, None, self.conditions(req),
+                                           req.header("x-ms-lease-id"))
+        headers = self.path_headers(info, req)
+        headers["Content-Type"] = "avro/binary"
+        for name in ("Content-MD5", "Content-Encoding", "Content-Language", "Content-Disposition", "Cache-Control"):
+            headers.pop(name, None)
+        return Response(200, headers, qq.run(parsed, data))
 
     def set_expiry(self, req: Request) -> Response:
         option = (req.header("x-ms-expiry-option") or "").lower()

@@ -119,3 +119,29 @@ def test_file_expiry_is_kept_shown_and_applied(emu_fs):
     time.sleep(2)
     assert not f.exists()
     assert [p.name for p in emu_fs.get_paths()] == ["d", "later"]
+
+
+def test_quick_query_csv_and_json(emu_fs):
+    from azure.storage.filedatalake import DelimitedJsonDialect, DelimitedTextDialect
+
+    f = emu_fs.create_file("data.csv")
+    f.upload_data(b"name,size\r\na,100\r\nb,300\r\nshort\r\n", overwrite=True)
+    errors = []
+    reader = f.query_file("SELECT name FROM BlobStorage WHERE size > 250", on_error=errors.append,
+                          file_format=DelimitedTextDialect(has_header=True),
+                          output_format=DelimitedJsonDialect())
+    assert reader.readall() == b'{"name":"b"}\n' and len(reader) == 32
+    reader = f.query_file("SELECT size FROM BlobStorage", on_error=errors.append,
+                          file_format=DelimitedTextDialect(has_header=True),
+                          output_format=DelimitedTextDialect(delimiter=";", lineterminator="|"))
+    assert reader.readall() == b"100|300|"
+    assert [(e.is_fatal, e.position) for e in errors] == [(False, 25)]  # "short" has no size column
+    j = emu_fs.create_file("data.json")
+    j.upload_data(b'{"a": 1}\n{"b": 2}\n{bad}', overwrite=True)
+    errors.clear()
+    assert j.query_file("SELECT a FROM BlobStorage", on_error=errors.append,
+                        file_format=DelimitedJsonDialect()).readall() == b'{"a":1}\n{}\n'
+    assert [e.is_fatal for e in errors] == [True]
+    with pytest.raises(HttpResponseError) as exc:
+        f.query_file("SELECT COUNT(*) FROM BlobStorage").readall()
+    assert exc.value.status_code == 501
