@@ -247,17 +247,18 @@ class Authenticator:
 
 # Service SAS permissions each operation needs (any one of the letters listed).
 SAS_PERMISSIONS = {
-    "create_filesystem": "c", "delete_filesystem": "d", "get_filesystem_properties": "r",
+    "create_filesystem": "cw", "delete_filesystem": "d", "get_filesystem_properties": "r",
     "set_filesystem_metadata": "w", "filesystem_lease": "w", "list_paths": "l", "list_filesystems": "l",
     "create_file": "cw", "create_directory": "cw", "rename": "mw", "append": "aw", "flush": "w",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
     "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w", "query": "r",
+    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
 _ACCOUNT_LEVEL = {"list_filesystems": "s", "get_service_properties": "s", "set_service_properties": "s", "create_filesystem": "c", "delete_filesystem": "c",
                   "get_filesystem_properties": "c", "set_filesystem_metadata": "c", "filesystem_lease": "c",
-                  "list_paths": "c"}
+                  "list_paths": "c", "list_deleted_paths": "c", "undelete_filesystem": "c"}
 
 
 def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None:

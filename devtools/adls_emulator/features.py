@@ -66,6 +66,9 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "get_service_properties": (set(), {"restype", "comp"}),
     "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
     "query": ({*_LEASE, *_CPK}, {"comp"}),
+    "list_deleted_paths": (set(), {"restype", "comp", "showonly", "prefix", "marker", "maxresults"}),
+    "undelete_path": ({"x-ms-undelete-source"}, {"comp"}),
+    "undelete_filesystem": ({"x-ms-deleted-container-name", "x-ms-deleted-container-version"}, {"restype", "comp"}),
     "set_service_properties": (set(), {"restype", "comp"}),
 }
 
@@ -122,6 +125,7 @@ def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> N
         raise not_implemented(f"the query parameter {_feature(name)} on this operation")
     # Values that select features the emulator does not have.
     if op == "list_filesystems":
-        extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata"}
+        extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata",
+                                                                                                  "deleted"}
         if extra:
             raise not_implemented(f"listing file systems with include={','.join(sorted(extra))}")

@@ -112,7 +112,10 @@ def classify(req: Request) -> None:
             elif comp == "lease":
                 req.op = "filesystem_lease"
             elif comp == "list":
-                req.op = "unknown"
+                req.op = "list_deleted_paths" if (p.get("showonly") or "").lower() == "deleted" and m == "GET" \
+                    else "unknown"
+            elif comp == "undelete":
+                req.op = "undelete_filesystem" if m == "PUT" else "unknown"
             elif m == "PUT":
                 req.op = "create_filesystem"
             elif m in ("GET", "HEAD"):
@@ -139,6 +142,8 @@ def classify(req: Request) -> None:
             req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
         if comp == "query" and m == "POST":
             req.op = "query"
+        if comp == "undelete" and m == "PUT":
+            req.op = "undelete_path"
         return
     if m == "PUT":
         req.flavor = "dfs"
@@ -318,6 +323,11 @@ class AccountHandlers:
                 headers["x-ms-continuation"] = next_marker
             return Response(200, headers, json.dumps(body).encode())
         include_meta = "metadata" in req.params.get("include", "")
+        if "deleted" in req.params.get("include", "").lower():
+            deleted = self.store.deleted_filesystems(prefix)
+            for d in deleted:
+                d["lease"] = {"x-ms-lease-status": "unlocked", "x-ms-lease-state": "expired"}
+            items = sorted(items + deleted, key=lambda i: (i["name"], i.get("version", "")))
         parts = [f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
                  f'ServiceEndpoint="{escape(self.public_url)}/">']
         if prefix:
@@ -329,8 +339,12 @@ class AccountHandlers:
         parts.append("<Containers>")
         for i in items:
             lease = i["lease"]
+            deleted_part = (f"<Deleted>true</Deleted><Version>{i['version']}</Version>" if "version" in i else "")
+            deleted_props = (f"<DeletedTime>{http_date(i['deleted_time'])}</DeletedTime>"
+                             f"<RemainingRetentionDays>{i['remaining_days']}</RemainingRetentionDays>"
+                             if "version" in i else "")
             parts.append(
-                f"<Container><Name>{escape(i['name'])}</Name><Properties>"
+                f"<Container><Name>{escape(i['name'])}</Name>{deleted_part}<Properties>"
                 f"<Last-Modified>{http_date(i['last_modified'])}</Last-Modified><Etag>{escape(i['etag'])}</Etag>"
                 f"<LeaseStatus>{lease['x-ms-lease-status']}</LeaseStatus>"
                 f"<LeaseState>{lease['x-ms-lease-state']}</LeaseState>"
@@ -339,7 +353,7 @@ class AccountHandlers:
                 + f"<DefaultEncryptionScope>{escape(i['default_scope'])}</DefaultEncryptionScope>"
                 f"<DenyEncryptionScopeOverride>{str(i['deny_scope_override']).lower()}</DenyEncryptionScopeOverride>"
                 "<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
-                "</Properties>")
+                + deleted_props + "</Properties>")
             if include_meta:
                 parts.append("<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in i["metadata"].items())
                              + "</Metadata>")
@@ -503,9 +517,63 @@ class AccountHandlers:
         return Response(200, headers)
 
     def delete(self, req: Request) -> Response:
-        self.store.delete_path(req.filesystem, req.path, recursive=req.flag("recursive"),
-                               conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
-        return Response(200, {"x-ms-delete-type-permanent": "true"})
+        deletion_id = self.store.delete_path(
+            req.filesystem, req.path, recursive=req.flag("recursive"), conditions=self.conditions(req),
+            lease_id=req.header("x-ms-lease-id"), soft_delete_days=self.service_properties.delete_retention_days())
+        if deletion_id is None:
+            return Response(200, {"x-ms-delete-type-permanent": "true"})
+        return Response(200, {"x-ms-deletion-id": deletion_id})
+
+    def list_deleted_paths(self, req: Request) -> Response:
+        items = self.store.deleted_paths(req.filesystem, req.params.get("prefix", ""))
+        marker = req.params.get("marker")
+        if marker:
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(marker.encode())))
+            except ValueError as exc:
+                raise error(400, "InvalidQueryParameterValue", "marker is not one this listing gave.") from exc
+            items = [i for i in items if (st.sort_key(i["name"]), i["deletion_id"]) >= (st.sort_key(after[0]), after[1])]
+        limit = _int(req.params.get("maxresults"), "maxresults", 5000) or 5000
+        next_marker = base64.urlsafe_b64encode(json.dumps([items[limit]["name"], items[limit]["deletion_id"]])
+                                               .encode()).decode() if len(items) > limit else ""
+        parts = [f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{escape(self.public_url)}/"'
+                 f' ContainerName="{escape(req.filesystem)}">']
+        for name in ("prefix", "marker", "maxresults"):
+            if req.params.get(name):
+                tag = {"prefix": "Prefix", "marker": "Marker", "maxresults": "MaxResults"}[name]
+                parts.append(f"<{tag}>{escape(req.params[name])}</{tag}>")
+        parts.append("<Blobs>")
+        for i in items[:limit]:
+            info = i["info"]
+            parts.append(
+                f"<Blob><Name>{escape(i['name'])}</Name><Deleted>true</Deleted><DeletionId>{i['deletion_id']}"
+                f"</DeletionId><Properties><Creation-Time>{http_date(info.created)}</Creation-Time>"
+                f"<Last-Modified>{http_date(info.last_modified)}</Last-Modified><Etag>{escape(info.etag)}</Etag>"
+                f"<Content-Length>{info.length}</Content-Length><ResourceType>{info.kind}</ResourceType>"
+                f"<DeletedTime>{http_date(i['deleted_time'])}</DeletedTime>"
+                f"<RemainingRetentionDays>{i['remaining_days']}</RemainingRetentionDays></Properties></Blob>")
+        parts.append("</Blobs>")
+        parts.append(f"<NextMarker>{escape(next_marker)}</NextMarker>" if next_marker else "<NextMarker />")
+        parts.append("</EnumerationResults>")
+        return Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
+
+    def undelete_path(self, req: Request) -> Response:
+        source = req.header("x-ms-undelete-source") or req.path
+        source_path, _, query = source.partition("?")
+        deletion_id = dict(parse_query(query)).get("deletionid")
+        if normalize_source(source_path) != req.path:
+            raise error(400, "InvalidHeaderValue", "x-ms-undelete-source must name the path of the request.")
+        info = self.store.undelete_path(req.filesystem, req.path, deletion_id)
+        return Response(200, {"x-ms-resource-type": info.kind, "x-ms-creation-time": http_date(info.created)})
+
+    def undelete_filesystem(self, req: Request) -> Response:
+        name = req.header("x-ms-deleted-container-name")
+        version = req.header("x-ms-deleted-container-version")
+        if not name or not version:
+            raise error(400, "MissingRequiredHeader",
+                        "x-ms-deleted-container-name and x-ms-deleted-container-version are required.")
+        fs = self.store.undelete_filesystem(name, version, req.filesystem)
+        return Response(201, self.write_headers(fs.etag, fs.last_modified))
 
     def rename(self, req: Request) -> Response:
         source = req.header("x-ms-rename-source") or ""
@@ -743,6 +811,10 @@ def encryption_headers(enc: dict[str, str], with_context: bool = False) -> dict[
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
+def normalize_source(path: str) -> str:
+    return st.normalize_path(unquote(path))
+
+
 def _xml_value(text: str, tag: str) -> str | None:
     start = text.find(f"<{tag}>")
     end = text.find(f"</{tag}>")
@@ -768,10 +840,12 @@ def _parse_range(value: str) -> tuple[int, int | None]:
 class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
 
-    def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY):
+    def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY,
+                 filesystem_soft_delete_days: int | None = None):
         self.account = account
         self.persistence = SqlitePersistence(data_dir) if data_dir else None
         self.store = st.Store(self.persistence)
+        self.store.filesystem_soft_delete_days = filesystem_soft_delete_days
         self.auth = Authenticator(account, key)
         self.faults = FaultRegistry()
         self.stats = Stats()
@@ -1003,10 +1077,10 @@ class RunningEmulator:
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
                     account: str = DEV_ACCOUNT, tls_cert: str | None = None,
-                    tls_key: str | None = None) -> RunningEmulator:
+                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None) -> RunningEmulator:
     """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
 
     With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials).
     """
-    emulator = Emulator(account=account, data_dir=data_dir)
+    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days)
     return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

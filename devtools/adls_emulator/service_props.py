@@ -118,3 +118,11 @@ class ServiceProperties:
         body = "".join(self.elements[name] for name in ORDER if name in self.elements)
         return ('<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties>' + body
                 + "</StorageServiceProperties>").encode()
+
+
+    def delete_retention_days(self) -> int | None:
+        """Days deleted paths are kept (soft delete), or None when DeleteRetentionPolicy is off."""
+        policy = ET.fromstring(self.elements["DeleteRetentionPolicy"])
+        if (policy.findtext("Enabled") or "").strip().lower() != "true":
+            return None
+        return int((policy.findtext("Days") or "0").strip() or 0) or None

@@ -304,6 +304,8 @@ class FileSystem:
     default_scope: str = ACCOUNT_KEY_SCOPE
     deny_scope_override: bool = False
     expiring: bool = True  # some file may have an expiry time (checked, then kept exact, by the store)
+    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}} (in memory only).
+    deleted: list[dict[str, Any]] = field(default_factory=list)
     # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
     root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
                                                     created=time.time(), acl=acls.base("rwxr-x---")))
@@ -353,12 +355,22 @@ class PathInfo:
         return self.kind == "directory"
 
 
+_last_stamp = 0
+
+
+def _deletion_stamp() -> str:
+    """A deletion ID / deleted version: increasing 100-ns ticks (the service's look)."""
+    global _last_stamp
+    _last_stamp = max(_last_stamp + 1, time.time_ns() // 100)
+    return str(_last_stamp)
+
+
 def normalize_path(path: str) -> str:
     parts = [p for p in path.split("/") if p]
     return "/".join(parts)
 
 
-def _sort_key(path: str) -> tuple[str, ...]:
+def sort_key(path: str) -> tuple[str, ...]:
     """Listing order: depth-first by path components (``dir1``, ``dir1/x``, ``dir1-a``)."""
     return tuple(path.split("/"))
 
@@ -392,6 +404,9 @@ class Store:
         self._lock = threading.RLock()
         self._fs: dict[str, FileSystem] = {}
         self._persistence = persistence
+        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days); in memory only.
+        self._deleted_fs: dict[tuple[str, str], tuple[FileSystem, float, int]] = {}
+        self.filesystem_soft_delete_days: int | None = None  # an account setting (management plane)
         if persistence is not None:
             self._fs = persistence.load()
 
@@ -478,6 +493,42 @@ class Store:
             del self._fs[name]
             if self._persistence is not None:
                 self._persistence.delete_filesystem(name)
+            if self.filesystem_soft_delete_days:
+                self._deleted_fs[(name, _deletion_stamp())] = (fs, time.time(), self.filesystem_soft_delete_days)
+
+    def _purge_deleted_filesystems(self) -> None:
+        now = time.time()
+        for key, (_, when, days) in list(self._deleted_fs.items()):
+            if when + days * 86400 <= now:
+                del self._deleted_fs[key]
+
+    def deleted_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
+        with self._lock:
+            self._purge_deleted_filesystems()
+            return [{"name": name, "version": version, "etag": fs.etag, "last_modified": fs.last_modified,
+                     "metadata": dict(fs.metadata), "deleted_time": when,
+                     "remaining_days": max(0, int((when + days * 86400 - time.time()) // 86400)),
+                     "default_scope": fs.default_scope, "deny_scope_override": fs.deny_scope_override}
+                    for (name, version), (fs, when, days) in sorted(self._deleted_fs.items())
+                    if name.startswith(prefix)]
+
+    def undelete_filesystem(self, name: str, version: str, new_name: str) -> FileSystem:
+        """Restore a soft-deleted file system (with its paths) as ``new_name``."""
+        with self._lock:
+            self._purge_deleted_filesystems()
+            entry = self._deleted_fs.get((name, version))
+            if entry is None:
+                raise error(404, "ContainerNotFound", "There is no deleted file system with this name and version.")
+            if new_name in self._fs:
+                raise error(409, "ContainerAlreadyExists")
+            fs = entry[0]
+            del self._deleted_fs[(name, version)]
+            fs.name = new_name
+            fs.lease = Lease()
+            self._fs[new_name] = fs
+            self._save_fs(fs)
+            self._save_nodes(fs, list(fs.nodes))
+            return fs
 
     def set_filesystem_metadata(self, name: str, metadata: dict[str, str], lease_id: str | None = None,
                                 conditions: Conditions | None = None, flavor: str = "blob") -> FileSystem:
@@ -735,7 +786,10 @@ class Store:
         node.touch()
 
     def delete_path(self, fs_name: str, path: str, *, recursive: bool = False,
-                    conditions: Conditions | None = None, lease_id: str | None = None) -> None:
+                    conditions: Conditions | None = None, lease_id: str | None = None,
+                    soft_delete_days: int | None = None) -> str | None:
+        """Delete a path (and its subtree); with ``soft_delete_days`` keep it restorable and return
+        its deletion ID."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
@@ -746,10 +800,55 @@ class Store:
             children = self._children(fs, path) if node.is_dir else []
             if children and not recursive:
                 raise error(409, "DirectoryNotEmpty")
+            removed = {p: fs.nodes[p] for p in [path, *children]}
             for child in children:
                 del fs.nodes[child]
             del fs.nodes[path]
             self._save_nodes(fs, [path, *children])
+            if not soft_delete_days:
+                return None
+            deletion_id = _deletion_stamp()
+            fs.deleted.append({"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
+                               "days": soft_delete_days, "nodes": removed})
+            return deletion_id
+
+    def _live_deleted(self, fs: FileSystem) -> list[dict[str, Any]]:
+        now = time.time()
+        fs.deleted = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        return fs.deleted
+
+    def deleted_paths(self, fs_name: str, prefix: str = "") -> list[dict[str, Any]]:
+        """Soft-deleted paths under ``prefix``, ordered by path then deletion ID."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            out = []
+            for d in self._live_deleted(fs):
+                if not d["path"].startswith(prefix):
+                    continue
+                out.append({"name": d["path"], "deletion_id": d["deletion_id"], "deleted_time": d["deleted_time"],
+                            "remaining_days": max(0, int((d["deleted_time"] + d["days"] * 86400 - time.time())
+                                                         // 86400)),
+                            "info": self._info(d["path"], d["nodes"][d["path"]])})
+            return sorted(out, key=lambda e: (sort_key(e["name"]), e["deletion_id"]))
+
+    def undelete_path(self, fs_name: str, path: str, deletion_id: str | None) -> PathInfo:
+        """Restore a soft-deleted path (with its subtree); missing parent directories are made."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            matches = [d for d in self._live_deleted(fs) if d["path"] == path
+                       and (deletion_id is None or d["deletion_id"] == deletion_id)]
+            if not matches:
+                raise error(404, "PathNotFound", "There is no deleted path with this name and deletion ID.")
+            entry = matches[-1]
+            if any(p in fs.nodes for p in entry["nodes"]):
+                raise error(409, "PathAlreadyExists")
+            changed: list[str] = list(entry["nodes"])
+            self._ensure_parents(fs, path, changed)
+            fs.nodes.update(entry["nodes"])
+            fs.deleted.remove(entry)
+            self._save_nodes(fs, changed)
+            return self._info(path, fs.nodes[path])
 
     def rename(self, src_fs_name: str, src_path: str, dst_fs_name: str, dst_path: str, *,
                conditions: Conditions | None = None, source_conditions: Conditions | None = None,
@@ -818,18 +917,18 @@ class Store:
                 if not recursive and "/" in name[len(prefix):]:
                     continue
                 names.append(name)
-            names.sort(key=_sort_key)
+            names.sort(key=sort_key)
             if begin_from:
                 # beginFrom is relative to the listed directory; the listing starts at it (inclusive).
                 begin = normalize_path(begin_from)
                 if not recursive and "/" in begin:
                     raise error(400, "InvalidQueryParameterValue",
                                 "beginFrom may name only one level in a non-recursive listing.")
-                start = _sort_key(prefix + begin)
-                names = [n for n in names if _sort_key(n) >= start]
+                start = sort_key(prefix + begin)
+                names = [n for n in names if sort_key(n) >= start]
             if continuation:
                 after = _decode_continuation(continuation)
-                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+                names = [n for n in names if sort_key(n) > sort_key(after)]
             token = None
             limit = max_results if max_results and max_results > 0 else 5000
             if len(names) > limit:
@@ -910,10 +1009,10 @@ class Store:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
             top = self._node(fs, path)
-            names = [path] + (sorted(self._children(fs, path), key=_sort_key) if top.is_dir else [])
+            names = [path] + (sorted(self._children(fs, path), key=sort_key) if top.is_dir else [])
             if continuation:
                 after = _decode_continuation(continuation)
-                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+                names = [n for n in names if sort_key(n) > sort_key(after)]
             limit = max_records if max_records and 0 < max_records <= 2000 else 2000
             batch, rest = names[:limit], names[limit:]
             dirs = files = 0

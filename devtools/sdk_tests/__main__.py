@@ -28,8 +28,10 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 def start_emulator(cert: str, key: str, log_path: Path) -> tuple[subprocess.Popen, str]:
     """The emulator in its own process (the tests and it then use both cores); returns its account URL."""
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    # Like the SDK's test accounts: file system soft delete on (an account setting), and blob soft
+    # delete (DeleteRetentionPolicy) set through the service properties below.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "devtools.adls_emulator", "--port", "0",
-                             "--tls-cert", cert, "--tls-key", key],
+                             "--tls-cert", cert, "--tls-key", key, "--filesystem-soft-delete-days", "7"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     match = re.search(r"listening on (https://\S+)", line)
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         cert, key = self_signed_cert(Path(tmp) / "tls")
         proc, account_url = start_emulator(cert, key, Path(tmp) / "emulator.log")
         try:
+            from azure.storage.filedatalake import DataLakeServiceClient, RetentionPolicy
+
+            DataLakeServiceClient(account_url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                  connection_verify=cert).set_service_properties(
+                delete_retention_policy=RetentionPolicy(enabled=True, days=7))
             env = dict(os.environ)
             env.update({
                 "SDK_TESTS_ACCOUNT_URL": account_url,

@@ -145,3 +145,34 @@ def test_quick_query_csv_and_json(emu_fs):
     with pytest.raises(HttpResponseError) as exc:
         f.query_file("SELECT COUNT(*) FROM BlobStorage").readall()
     assert exc.value.status_code == 501
+
+
+def test_soft_delete_and_undelete_of_paths_and_file_systems():
+    from azure.storage.filedatalake import RetentionPolicy
+
+    from devtools.adls_emulator.server import start_in_thread
+
+    running = start_in_thread(filesystem_soft_delete_days=7)
+    try:
+        svc = DataLakeServiceClient(running.url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                    retry_total=0)
+        fs = svc.create_file_system("soft")
+        fs.get_file_client("d/a").upload_data(b"abc", overwrite=True)
+        assert fs.get_file_client("d/a").delete_file().get("deletion_id") is None  # soft delete is off
+        svc.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=2))
+        fs.get_file_client("d/a").upload_data(b"abc", overwrite=True)
+        fs.create_file("d/b")
+        deleted = fs.get_file_client("d/a").delete_file()["deletion_id"]
+        fs.get_directory_client("d").delete_directory()
+        assert [(p.name, p.remaining_retention_days) for p in fs.list_deleted_paths()] == [("d", 1), ("d/a", 1)]
+        assert len(list(next(fs.list_deleted_paths(results_per_page=1).by_page()))) == 1
+        restored = fs._undelete_path("d/a", deleted)
+        assert restored.download_file().readall() == b"abc"  # its parent directory is made again
+        assert [p.name for p in fs.list_deleted_paths()] == ["d"]
+        fs.delete_file_system()
+        gone = [x for x in svc.list_file_systems(include_deleted=True) if x.deleted]
+        assert [x.name for x in gone] == ["soft"]
+        back = svc.undelete_file_system("soft", gone[0].deleted_version, new_name="again")
+        assert [p.name for p in back.get_paths()] == ["d", "d/a"]
+    finally:
+        running.stop()

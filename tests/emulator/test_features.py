@@ -51,8 +51,8 @@ def test_an_unimplemented_query_parameter_is_refused_naming_it(raw):
     status, headers, body = raw.send("GET", url + "?snapshot=2026-01-01T00:00:00Z")
     assert status == 501 and "snapshots" in body.decode()
     fs = url.rsplit("/", 1)[0]
-    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=deleted")
-    assert status == 501 and b"include=deleted" in body
+    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=system")
+    assert status == 501 and b"include=system" in body
     status, _, body = raw.send("GET", fs + "?resource=filesystem&recursive=true&showonly=deleted")
     assert status == 501
 
