@@ -256,7 +256,8 @@ SAS_PERMISSIONS = {
     "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
-_ACCOUNT_LEVEL = {"list_filesystems": "s", "get_service_properties": "s", "set_service_properties": "s", "create_filesystem": "c", "delete_filesystem": "c",
+_SERVICE_LEVEL = ("list_filesystems", "get_service_properties", "set_service_properties")
+_ACCOUNT_LEVEL = {**{op: "s" for op in _SERVICE_LEVEL}, "create_filesystem": "c", "delete_filesystem": "c",
                   "get_filesystem_properties": "c", "set_filesystem_metadata": "c", "filesystem_lease": "c",
                   "list_paths": "c", "list_deleted_paths": "c", "undelete_filesystem": "c"}
 
@@ -268,7 +269,7 @@ def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None
         if _ACCOUNT_LEVEL.get(op, "o") not in sas["srt"]:
             raise error(403, "AuthorizationResourceTypeMismatch",
                         "This request is not authorized to perform this operation using this resource type.")
-    elif op in ("list_filesystems", "get_service_properties", "set_service_properties") or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
+    elif op in _SERVICE_LEVEL or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
         raise error(403, "AuthorizationResourceTypeMismatch",
                     "This request is not authorized to perform this operation using this resource type.")
     needed = "o" if owner_change else SAS_PERMISSIONS.get(op, "")

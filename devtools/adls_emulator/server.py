@@ -226,6 +226,7 @@ class AccountHandlers:
             "x-ms-creation-time": http_date(info.created), "x-ms-blob-type": "BlockBlob",
             "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true",
             "x-ms-owner": info.owner, "x-ms-group": info.group, "x-ms-permissions": info.permissions,
+            "x-ms-acl": info.acl,
         }
         for key, name in (("content_encoding", "Content-Encoding"), ("content_language", "Content-Language"),
                           ("content_disposition", "Content-Disposition"), ("cache_control", "Cache-Control"),
@@ -426,8 +427,6 @@ class AccountHandlers:
                                    req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
         headers["Content-Length"] = str(info.length)
-        if (req.params.get("action") or "").lower() == "getaccesscontrol":
-            headers["x-ms-acl"] = info.acl
         return Response(200, headers)
 
     def read(self, req: Request) -> Response:
@@ -532,12 +531,13 @@ class AccountHandlers:
                 after = tuple(json.loads(base64.urlsafe_b64decode(marker.encode())))
             except ValueError as exc:
                 raise error(400, "InvalidQueryParameterValue", "marker is not one this listing gave.") from exc
-            items = [i for i in items if (st.sort_key(i["name"]), i["deletion_id"]) >= (st.sort_key(after[0]), after[1])]
+            start = (st.sort_key(after[0]), after[1])
+            items = [i for i in items if (st.sort_key(i["name"]), i["deletion_id"]) >= start]
         limit = _int(req.params.get("maxresults"), "maxresults", 5000) or 5000
         next_marker = base64.urlsafe_b64encode(json.dumps([items[limit]["name"], items[limit]["deletion_id"]])
                                                .encode()).decode() if len(items) > limit else ""
-        parts = [f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{escape(self.public_url)}/"'
-                 f' ContainerName="{escape(req.filesystem)}">']
+        parts = ['<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
+                 f'ServiceEndpoint="{escape(self.public_url)}/" ContainerName="{escape(req.filesystem)}">']
         for name in ("prefix", "marker", "maxresults"):
             if req.params.get(name):
                 tag = {"prefix": "Prefix", "marker": "Marker", "maxresults": "MaxResults"}[name]
@@ -597,7 +597,8 @@ class AccountHandlers:
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
-                     "etag": info.etag.strip('"'), "expiryTime": st.filetime(info.expires_at) if info.expires_at is not None else "0", "group": info.group,
+                     "etag": info.etag.strip('"'), "group": info.group,
+                     "expiryTime": st.filetime(info.expires_at) if info.expires_at is not None else "0",
                      "lastModified": http_date(info.last_modified), "name": info.name, "owner": info.owner,
                      "permissions": info.permissions}
             if info.is_dir:

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache-dir", default=os.environ.get("SDK_TESTS_CACHE", str(REPO / ".local" / "sdk-tests")),
                         help="where the source package is downloaded and unpacked (default .local/sdk-tests)")
+    parser.add_argument("--serial", dest="parallel", action="store_false",
+                        help="run the sync and async tests one after the other (default: side by side)")
     args, pytest_args = parser.parse_known_args(argv)
 
     version = pinned_version(REPO / "requirements.txt")
@@ -71,13 +73,25 @@ def main(argv: list[str] | None = None) -> int:
                 # Trust the emulator's certificate: requests (sync) and the ssl module (aiohttp, async).
                 "REQUESTS_CA_BUNDLE": cert,
                 "SSL_CERT_FILE": cert,
-                "PYTHONPATH": os.pathsep.join([str(HERE / "shim"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(HERE / "shim"), str(REPO), env.get("PYTHONPATH")) if p),
             })
-            if not any(a for a in pytest_args if not a.startswith("-")):
-                pytest_args = [*pytest_args, "."]
-            cmd = [sys.executable, "-m", "pytest", "-c", str(HERE / "pytest.ini"), "--rootdir", str(tests_dir),
-                   *pytest_args]
-            return subprocess.call(cmd, cwd=tests_dir, env=env)
+            base = [sys.executable, "-m", "pytest", "-c", str(HERE / "pytest.ini"), "--rootdir", str(tests_dir)]
+            explicit = any(a.endswith(".py") or "::" in a for a in pytest_args)  # test files or ids given
+            if explicit or not args.parallel:
+                return subprocess.call([*base, *pytest_args, *([] if explicit else ["."])], cwd=tests_dir, env=env)
+            # The tests spend most of their time sleeping (live-mode waits of 10-30 s), so the sync
+            # and async halves run side by side against the same emulator; their names never collide.
+            sync_files = sorted(p.name for p in tests_dir.glob("test_*.py") if not p.stem.endswith("_async"))
+            async_files = sorted(p.name for p in tests_dir.glob("test_*_async.py"))
+            log_path = Path(tmp) / "async.log"
+            with open(log_path, "w") as log:
+                other = subprocess.Popen([*base, *pytest_args, *async_files], cwd=tests_dir, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
+                status = subprocess.call([*base, *pytest_args, *sync_files], cwd=tests_dir, env=env)
+                other_status = other.wait()
+            print("\n---------------- async tests ----------------", flush=True)
+            print(log_path.read_text(), flush=True)
+            return status or other_status
         finally:
             proc.terminate()
             try:

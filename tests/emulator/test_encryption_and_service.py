@@ -43,7 +43,8 @@ def test_service_properties_are_merged_stored_and_checked(emu_service):
 
 def test_encryption_scope_of_the_file_system_is_echoed(emu_service):
     fs = emu_service.get_file_system_client(f"fs{uuid.uuid4().hex[:12]}")
-    fs.create_file_system(encryption_scope_options=EncryptionScopeOptions("scope1", prevent_encryption_scope_override=True))
+    options = EncryptionScopeOptions("scope1", prevent_encryption_scope_override=True)
+    fs.create_file_system(encryption_scope_options=options)
     assert fs.get_file_system_properties().encryption_scope.default_encryption_scope == "scope1"
     assert fs.get_file_system_properties().encryption_scope.prevent_encryption_scope_override is True
     f = fs.create_file("d/f")
