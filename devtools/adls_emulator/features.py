@@ -54,7 +54,7 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "append": ({*_LEASE_OPS, "x-ms-content-crc64", "x-ms-structured-body", "x-ms-structured-content-length",
                 *_DFS_CONTENT, *_CPK}, {"action", "position", "flush", "close"}),
     "flush": ({*_LEASE_OPS, *_DFS_CONTENT, *_CPK}, {"action", "position", "retainuncommitteddata", "close"}),
-    "get_properties": ({*_LEASE, *_CPK}, {"action", "upn"}),
+    "get_properties": ({*_LEASE, *_CPK, "x-ms-upn"}, {"action", "upn"}),
     "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body", *_CPK}, set()),
     "delete": (_LEASE, {"recursive"}),
     "lease": (_LEASE_OPS, {"comp"}),

@@ -62,6 +62,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     terminalreporter.section("azure-storage-file-datalake tests against the emulator")
     for kind, counts in _outcomes.items():
+        if not counts:
+            continue
         ran = sum(counts.values()) - counts["skipped"]
         passed = counts["passed"] + counts["xpassed"]
         rate = f"{100 * passed / ran:.1f}%" if ran else "n/a"

@@ -558,3 +558,9 @@ def test_rename_with_a_write_sas(emu, emu_fs):
     via_sas = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name)
     renamed = via_sas.get_file_client("old").rename_file(f"{emu_fs.file_system_name}/new")
     assert renamed.path_name == "new"
+
+
+def test_get_blob_properties_shows_the_acl(emu_fs):
+    f = emu_fs.create_directory("dir").create_file("f")
+    props = f.get_file_properties(upn=True)  # x-ms-upn: true; identities come back as stored
+    assert (props["owner"], props["acl"]) == ("$superuser", "user::rw-,group::r--,other::---")
