@@ -761,25 +761,31 @@ class Store:
         committed = len(node.data)
         if position < committed:
             raise error(400, "InvalidFlushPosition")
-        # Which bytes of [committed, position) do the segments cover?
-        covered = bytearray(position - committed)
-        for seg_pos, seg in node.uncommitted:
-            lo, hi = max(seg_pos, committed), min(seg_pos + len(seg), position)
+        # Do the segments cover every byte of [committed, position)? (Intervals, not a byte map:
+        # a flush must not need memory in proportion to what it commits beyond the data itself.)
+        reach = committed
+        for lo, hi in sorted((max(p, committed), min(p + len(seg), position)) for p, seg in node.uncommitted):
             if lo < hi:
-                covered[lo - committed:hi - committed] = b"\x01" * (hi - lo)
-        if covered.count(0):
+                if lo > reach:
+                    break
+                reach = max(reach, hi)
+        if reach < position:
             raise error(400, "InvalidFlushPosition")
         new = node.data
-        new.extend(bytes(position - committed))
+        zeros = bytes(min(position - committed, 1 << 20))
+        while len(new) < position:
+            new.extend(zeros[:position - len(new)])
         kept: list[tuple[int, bytes]] = []
-        for seg_pos, seg in node.uncommitted:  # arrival order: a later append wins on overlap
+        segments, node.uncommitted = node.uncommitted, []
+        for i, (seg_pos, seg) in enumerate(segments):  # arrival order: a later append wins on overlap
             end = seg_pos + len(seg)
             if seg_pos < position:
                 piece_end = min(end, position)
-                new[seg_pos:piece_end] = seg[:piece_end - seg_pos]
+                new[seg_pos:piece_end] = memoryview(seg)[:piece_end - seg_pos]
             if retain and end > position:
                 start = max(seg_pos, position)
                 kept.append((start, seg[start - seg_pos:]))
+            segments[i] = (seg_pos, b"")  # let the appended bytes go as soon as they are copied
         node.uncommitted = kept
         if http_headers:
             node.http_headers.update({k: v for k, v in http_headers.items() if v is not None})
