@@ -17,7 +17,6 @@ import inspect
 import json
 import os
 import time
-import uuid
 from typing import Any, Callable
 
 from azure.core.credentials import AccessToken
@@ -31,10 +30,6 @@ FAKE_TID = os.environ.get("SDK_TESTS_TOKEN_TID", "72f988bf-86f1-41af-91ab-2d7cd0
 
 
 def is_live() -> bool:
-    return True
-
-
-def is_live_and_not_recording() -> bool:
     return True
 
 
@@ -154,9 +149,6 @@ class AzureRecordedTestCase:
         current = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
         self.qualified_test_name = current or f"{type(self).__name__}.{method.__name__}"
 
-    def get_settings_value(self, key: str) -> str:
-        return os.environ[key.upper()]
-
     def get_credential(self, client_class: type, **kwargs: Any) -> Any:
         return AsyncFakeTokenCredential() if kwargs.get("is_async") else FakeTokenCredential()
 
@@ -166,10 +158,3 @@ class AzureRecordedTestCase:
 
     def get_resource_name(self, name: str) -> str:
         return self.create_random_name(name)
-
-    def create_client_from_credential(self, client_class: type, credential: Any, **kwargs: Any) -> Any:
-        return client_class(credential=credential, **kwargs)
-
-
-def unique_id() -> str:
-    return uuid.uuid4().hex

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import zlib
@@ -13,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from .. import AzureRecordedTestCase, FakeTokenCredential
+from .. import AzureRecordedTestCase
 
 LOGGING_FORMAT = "%(asctime)s %(name)-20s %(levelname)-5s %(message)s"
 
@@ -28,10 +27,6 @@ class StorageRecordedTestCase(AzureRecordedTestCase):
     def account_url(self, storage_account: str, storage_type: str) -> str:
         """The emulator's account URL (``SDK_TESTS_ACCOUNT_URL``); it serves blob and dfs requests alike."""
         return os.environ["SDK_TESTS_ACCOUNT_URL"]
-
-    def connection_string(self, account_name: str, key: str) -> str:
-        return f"DefaultEndpointsProtocol=https;AccountName={account_name};AccountKey={key};" \
-               f"BlobEndpoint={self.account_url(account_name, 'blob')};"
 
     def generate_sas(self, fn: Callable, *args: Any, **kwargs: Any) -> str:
         return fn(*args, **kwargs)
@@ -68,12 +63,6 @@ class StorageRecordedTestCase(AzureRecordedTestCase):
         dt_string = variables.setdefault(name, dt.isoformat())
         return datetime.strptime(dt_string, "%Y-%m-%dT%H:%M:%S.%f")
 
-    def generate_oauth_token(self) -> Any:
-        return FakeTokenCredential()
-
-    def generate_fake_token(self) -> Any:
-        return FakeTokenCredential()
-
     def assertNamedItemInContainer(self, container, item_name, msg=None):  # noqa: N802 - their name
         for item in container:
             if isinstance(item, str):
@@ -85,29 +74,6 @@ class StorageRecordedTestCase(AzureRecordedTestCase):
             elif item.name == item_name:
                 return
         pytest.fail(f"{item_name!r} not found in {[str(c) for c in container]}")
-
-    def assertNamedItemNotInContainer(self, container, item_name, msg=None):  # noqa: N802 - their name
-        for item in container:
-            if item.name == item_name:
-                pytest.fail(f"{item_name!r} unexpectedly found in {container!r}")
-
-    def assert_upload_progress(self, size, max_chunk_size, progress, unknown_size=False):
-        total = None if unknown_size else size
-        small_chunk_size = size % max_chunk_size
-        assert len(progress) == math.ceil(size / max_chunk_size)
-        for i in progress:
-            assert i[0] % max_chunk_size == 0 or i[0] % max_chunk_size == small_chunk_size
-            assert i[1] == total
-
-    def assert_download_progress(self, size, max_chunk_size, max_get_size, progress):
-        if size <= max_get_size:
-            assert len(progress) == 1
-        else:
-            small_chunk_size = (size - max_get_size) % max_chunk_size
-            assert len(progress) == 1 + math.ceil((size - max_get_size) / max_chunk_size)
-            for i in progress[1:]:
-                assert i[0] % max_chunk_size == 0 or i[0] % max_chunk_size == small_chunk_size
-                assert i[1] == size
 
 
 class GenericTestProxyParametrize1:

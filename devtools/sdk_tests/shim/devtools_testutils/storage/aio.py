@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from .. import AsyncFakeTokenCredential
 from . import GenericTestProxyParametrize1, LogCaptured, StorageRecordedTestCase
 
 
 class AsyncStorageRecordedTestCase(StorageRecordedTestCase):
-    def generate_oauth_token(self) -> Any:
-        return AsyncFakeTokenCredential()
-
-    def generate_fake_token(self) -> Any:
-        return AsyncFakeTokenCredential()
+    """The same as the sync one: ``get_credential(..., is_async=True)`` gives an async credential."""
 
 
 __all__ = ["AsyncStorageRecordedTestCase", "GenericTestProxyParametrize1", "LogCaptured"]
