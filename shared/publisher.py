@@ -32,6 +32,7 @@ from datetime import timezone
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
+from . import layout
 from . import manifests as mf
 from .checkpoint import Checkpoint
 from .commit import CommittedFile, Committer
@@ -61,6 +62,8 @@ class Publisher:
         self.days: dict[str, dict] = state.get("days", {})  # day -> {"at": complete at, "folders": {folder: tally}}
         self.seq = committed.seq  # the last _seq a manifest covers (or will: owed)
         self.open: dict[str, int] | None = dict(committed.intent.files) if committed.intent else None
+        # FILE_LAYOUT=per_event: an intent names folders; their files of the range are found by listing
+        self.open_folders: list[str] = list(committed.intent.folders) if committed.intent else []
         self.ends: dict[str, int] = {}  # path -> committed length, as this run's commits left it
         self.written = 0  # files this publisher wrote (manifests, markers, late records)
 
@@ -77,6 +80,7 @@ class Publisher:
         if checkpoint.intent is not None:
             # a failed run's range is still open: its numbering is not final, no manifest yet
             self.open = dict(checkpoint.intent.files)
+            self.open_folders = list(checkpoint.intent.folders)
         elif checkpoint.seq > self.seq or files:
             self._owe(checkpoint, files)
         position = checkpoint.last_cluster_time
@@ -117,6 +121,7 @@ class Publisher:
                 self.report.late_events += late_events
         self.seq = last
         self.open = None
+        self.open_folders = []
 
     def _spans(self, first: int, last: int, files: list[CommittedFile]) -> tuple[list[mf.Span], list[list[int]]]:
         """The byte ranges of ``first..last``: the commit's own when it holds exactly those numbers,
@@ -128,6 +133,11 @@ class Publisher:
                     first <= s.first_seq and s.last_seq <= last for s in spans):
                 return spans, []
         starts = dict(self.open or {})
+        for folder in self.open_folders:  # one file per event: each whole file of the range
+            for name in self._list(folder):
+                parsed = layout.parse_event_file_name(name)
+                if parsed is not None and parsed[3] == self.generation and first <= parsed[0] <= last:
+                    starts.setdefault(f"{folder}/{name}", 0)
         for f in files:
             starts.setdefault(f.path, f.start)
         spans, held = [], set()
@@ -144,6 +154,14 @@ class Publisher:
             held.update(seqs)
         spans.sort(key=lambda s: (s.first_seq if s.first_seq is not None else 0, s.path))
         return spans, mf.retired_ranges(first, last, held)
+
+    def _list(self, folder: str) -> list[str]:
+        with _Errors(f"listing {folder} for its manifest", self._secrets):
+            try:
+                return [p.name.rsplit("/", 1)[-1] for p in self._fs.get_paths(path=folder, recursive=False)
+                        if not p.is_directory]
+            except ResourceNotFoundError:
+                return []
 
     def _read(self, path: str, start: int, end: int | None) -> bytes:
         client = self._fs.get_file_client(path)
