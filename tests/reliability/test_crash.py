@@ -130,7 +130,7 @@ def test_killed_while_one_batch_is_committed_and_the_next_is_read(make_pipeline,
     (the emulator delays it) keeps a commit in flight, and the run is killed at the ``nth`` event
     read meanwhile; the next runs recover and the lake holds every event once."""
     rng = random.Random(17)
-    pipeline = _pipeline(make_pipeline, mode)
+    pipeline = _pipeline(make_pipeline, mode, "rolling")
     write_round(pipeline, rng, inserts=60)
     emulator_control.add_fault(op="flush", filesystem=pipeline.filesystem, action="delay", delay_seconds=2, count=2)
     result = pipeline.drain(failpoint=f"during_commit:{nth}")
