@@ -13,8 +13,9 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 STACK_DIR ?= .local
 PYTEST_ARGS ?=
+SDK_TEST_ARGS ?=
 
-.PHONY: help venv lock node_modules services services-down services-status test test-fast soak demo bench clean distclean
+.PHONY: help venv lock node_modules services services-down services-status test test-sdk test-fast soak demo bench bench-emulator clean distclean
 
 help: ## Show this help
 	@echo "Usage: make <target>   (ports: STACK_MONGO_PORT, STACK_BLOB_PORT, STACK_QUEUE_PORT, STACK_TABLE_PORT, STACK_ADLS_PORT)"
@@ -48,8 +49,12 @@ services-down: | $(VENV_STAMP) ## Stop the processes `make services` started
 services-status: | $(VENV_STAMP) ## Show which services run, their PIDs and ports
 	@$(PY) -m devtools.stack status --dir $(STACK_DIR)
 
-test: $(VENV_STAMP) $(NODE_STAMP) ## Run all tests (they start their own private stack)
+test: $(VENV_STAMP) $(NODE_STAMP) ## Run all tests (they start their own private stack), then `make test-sdk`
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-sdk
+
+test-sdk: $(VENV_STAMP) ## The Azure SDK's own DataLake tests against the ADLS emulator over HTTPS (SDK_TEST_ARGS for pytest)
+	$(PY) -m devtools.sdk_tests $(SDK_TEST_ARGS)
 
 test-fast: $(VENV_STAMP) $(NODE_STAMP) ## Run the tests not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -59,6 +64,9 @@ soak: $(VENV_STAMP) $(NODE_STAMP) ## Longer crash soak: SOAK_RUNS (default 500) 
 
 demo: services ## Start the stack, write changes, drain them, show the files
 	$(PY) -m devtools.demo
+
+bench-emulator: $(VENV_STAMP) ## The ADLS emulator alone: append/flush throughput, 100,000 paths listed, memory
+	$(PY) -m devtools.adls_emulator.bench
 
 bench: $(VENV_STAMP) $(NODE_STAMP) ## Benchmarks on a private local stack (BENCH_EVENTS=100000 BENCH_SCALE=1 BENCH_MIXES=default,rich); see BENCHMARKS.md
 	$(PY) -m bench

@@ -8,7 +8,9 @@ for each document mix (``--mixes``: ``default`` and ``rich``, see ``bench/data.p
    SecantusDB after a recorded resume token;
 2. drain it with pymongo ``watch()`` over ``RawBSONDocument`` (decodes nothing: the stream's own
    limit), with a plain ``watch()`` that decodes every event, with this app's ``run_drain`` into
-   the ADLS emulator, and (default mix) with the seed's one-append-per-event script on a sample;
+   the ADLS emulator (``FILE_LAYOUT=rolling``; and once with ``per_event``, one file per event,
+   unless ``BENCH_PER_EVENT=0``), and (default mix) with the seed's one-append-per-event script on
+   a sample;
    each in its own process, ``--repeat`` times alternately (the best run is shown: the machine may
    be shared), with its wall time, process CPU time and peak RSS;
 3. compare the app's encoder with ``bson.json_util`` on the same events, both modes;
@@ -48,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="runs of the raw drain and the app, alternately; the best is shown (default 2)")
     parser.add_argument("--mixes", default=env.get("BENCH_MIXES") or "default,rich",
                         help="document mixes, comma-separated (env BENCH_MIXES; default 'default,rich')")
+    parser.add_argument("--per-event", type=int, default=int(env.get("BENCH_PER_EVENT") or 1),
+                        help="also drain once with FILE_LAYOUT=per_event (env BENCH_PER_EVENT; 0: skip; default 1)")
     parser.add_argument("--snapshot-docs", type=int, default=int(env.get("BENCH_SNAPSHOT_DOCS") or 1_000_000),
                         help="documents of the snapshot row's collection (env BENCH_SNAPSHOT_DOCS; 0 skips it)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
@@ -104,7 +108,7 @@ def run_contender(name: str, config_path: Path) -> dict:
     return result
 
 
-def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict) -> dict:
+def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict, per_event: dict | None = None) -> dict:
     def rate(r):
         return r["events"] / r["seconds"]
 
@@ -139,14 +143,33 @@ def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict
         ratios["app_over_seed"] = rate(app) / rate(seed)
         ratios["seed_requests_over_app_requests"] = (rows["seed_per_event"]["storage_requests_per_1000"]
                                                      / rows["app_drain"]["storage_requests_per_1000"])
+    layouts = {"rolling": {"events_per_s": rate(app), "storage_requests_per_1000": app_storage / app["events"] * 1000,
+                           "files_created": app["storage"].get("create_file", 0), "file_writes": app["files"],
+                           "table_requests": app["table_requests"]}}
+    if per_event is not None:
+        per_event_storage = per_event["storage"].get("total", 0)
+        rows["app_per_event"] = {"events": per_event["events"], "events_per_s": rate(per_event),
+                                 "mb_per_s": per_event["bytes"] / per_event["seconds"] / 1e6,
+                                 "cpu_us_per_event": cpu_us(per_event),
+                                 "storage_requests_per_1000": per_event_storage / per_event["events"] * 1000,
+                                 "table_requests": per_event["table_requests"], "peak_rss_mib": per_event["peak_rss_mib"]}
+        layouts["per_event"] = {"events_per_s": rate(per_event),
+                                "storage_requests_per_1000": per_event_storage / per_event["events"] * 1000,
+                                "files_created": per_event["storage"].get("put_blob", 0),
+                                "file_writes": per_event["files"], "table_requests": per_event["table_requests"]}
+        ratios["per_event_over_rolling"] = rate(per_event) / rate(app)
     flushes = app["storage"].get("append", 0) + app["storage"].get("flush", 0)
     return {
+        "layouts": layouts,
         "rows": rows,
         "ratios": ratios,
         "storage": {
             "app_requests": app["storage"], "app_files_written": app["files"], "app_partitions": app["partitions"],
             "app_commits": app["commits"],
-            "append_flush_per_file_commit": flushes / max(1, app["files"]),
+            # each commit with data also writes one manifest (create, append, flush, rename: see
+            # shared/publisher.py); the data files' own requests are the rest
+            "manifests": app["storage"].get("rename", 0),
+            "append_flush_per_file_commit": (flushes - 2 * app["storage"].get("rename", 0)) / max(1, app["files"]),
             "seed_requests": seed["storage"] if seed is not None else None,
         },
         "memory": {"max_buffer_mib": app["max_buffer_bytes"] / 2**20, "app_peak_rss_mib": app["peak_rss_mib"],
@@ -162,7 +185,8 @@ def table(mix: str, summary: dict, enc: dict, backlog: dict) -> str:
     rows = summary["rows"]
     names = {"raw_bson_drain": "raw-BSON ceiling: watch() over RawBSONDocument, nothing decoded",
              "raw_drain": "plain watch(): pymongo, decoded to dicts, nothing written",
-             "app_drain": "this app: run_drain -> ADLS emulator, committed"}
+             "app_drain": "this app: run_drain -> ADLS emulator, committed",
+             "app_per_event": "this app, FILE_LAYOUT=per_event: one file per event"}
     if "seed_per_event" in rows:
         names["seed_per_event"] = f"seed script: append+flush+token per event ({rows['seed_per_event']['events']:,} sample)"
     spread = ("20 collections in 2 databases" if mix == "default" else "10 collections of 1 database")
@@ -192,10 +216,15 @@ def table(mix: str, summary: dict, enc: dict, backlog: dict) -> str:
         out += [f"app / seed script:          {r['app_over_seed']:,.0f}x events/s",
                 f"storage requests, seed/app: {r['seed_requests_over_app_requests']:,.0f}x fewer per 1,000 events "
                 "(target >= 100)"]
+    for name, layout in summary["layouts"].items():
+        out.append(f"FILE_LAYOUT={name:<10} {layout['events_per_s']:>9,.0f} events/s, "
+                   f"{layout['storage_requests_per_1000']:>8,.1f} storage requests per 1,000 events, "
+                   f"{layout['files_created']:,} files created, {layout['table_requests']:,} Table requests")
     out += [
         f"app storage requests:       {s['app_requests']}; {s['app_files_written']} file writes in "
         f"{s['app_commits']} commits over {s['app_partitions']} partitions = "
-        f"{s['append_flush_per_file_commit']:.2f} append+flush per file per commit (target <= 2)",
+        f"{s['append_flush_per_file_commit']:.2f} append+flush per data file per commit (target <= 2), "
+        f"plus {s['manifests']} manifests (create, append, flush, rename each)",
         f"app memory:                 peak RSS {m['app_peak_rss_mib']:.0f} MiB with MAX_BUFFER_BYTES "
         f"{m['max_buffer_mib']:.0f} MiB (baseline before the drain {m['app_baseline_rss_mib']:.0f} MiB)",
         "",
@@ -240,6 +269,14 @@ def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
             if result["events"] != backlog.events:
                 raise RuntimeError(f"{name} drained {result['events']} events, expected {backlog.events}")
             runs[name].append(result)
+    per_event = None
+    if args.per_event:
+        log(f"[{mix}] app drain with FILE_LAYOUT=per_event ...")
+        per_event = run_contender("app_per_event", config_path)
+        log(f"  {per_event['events']:,} events in {per_event['seconds']:.2f} s "
+            f"({per_event['events'] / per_event['seconds']:,.0f}/s)")
+        if per_event["events"] != backlog.events:
+            raise RuntimeError(f"app_per_event drained {per_event['events']} events, expected {backlog.events}")
     seed = None
     if mix == "default" and args.seed_events > 0:
         log(f"[{mix}] seed script on {config['seed_events']:,} events ...")
@@ -247,10 +284,11 @@ def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
     log(f"[{mix}] encoder micro-benchmark ...")
     enc = run_contender("encoder", config_path)
     best = {name: max(results, key=lambda r: r["events"] / r["seconds"]) for name, results in runs.items()}
-    summary = summarize(best["raw_bson"], best["raw"], best["app"], seed, enc)
+    summary = summarize(best["raw_bson"], best["raw"], best["app"], seed, enc, per_event)
     summary["memory"]["app_peak_rss_mib_all_runs"] = max(r["peak_rss_mib"] for r in runs["app"])
     backlog_dict = {k: v for k, v in backlog.as_dict().items() if k != "start_token"}
     return {"backlog": backlog_dict, "summary": summary, "encoder": enc, "runs": runs, "seed": seed,
+            "per_event": per_event,
             "table": table(mix, summary, enc, backlog_dict)}
 
 
@@ -327,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_after"] = os.getloadavg()
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info,
               "args": {"events": args.events, "scale": args.scale, "seed_events": args.seed_events,
-                       "repeat": args.repeat, "mixes": mixes, "snapshot_docs": args.snapshot_docs},
+                       "per_event": args.per_event, "snapshot_docs": args.snapshot_docs,
+                       "repeat": args.repeat, "mixes": mixes},
               "mixes": results, "table": text}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")

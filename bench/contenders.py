@@ -112,6 +112,7 @@ def app_settings(config: dict, name: str):
         "ADLS_FILESYSTEM": f"bench-{name}",
         "DRAIN_BUDGET_SECONDS": "540",
         "JSON_MODE": config.get("json_mode", "relaxed"),
+        "FILE_LAYOUT": config.get("file_layout", "rolling"),
     })
     if config.get("max_buffer_bytes"):
         env["MAX_BUFFER_BYTES"] = str(config["max_buffer_bytes"])
@@ -157,9 +158,18 @@ def run_app(config: dict) -> dict:
     control = EmulatorControl(settings.adls_account_url)
     control.reset_stats()
     baseline = current_rss_mib()
+    profile = os.environ.get("BENCH_PROFILE")  # a file: cProfile of the reading thread, for pstats
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started, cpu_started = time.perf_counter(), time.process_time()
     report = run_drain(settings, env={}, lake=lake, store=store)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     stats = control.stats()
     if report.outcome != "caught_up":
         raise RuntimeError(f"the app's drain ended {report.outcome}: {report.error}")
@@ -198,7 +208,13 @@ def run_encoder(config: dict) -> dict:
     return compare(config["env"]["MONGO_URI"], config["start_token"], config["encoder_events"])
 
 
-RUNNERS = {"raw_bson": run_raw_bson, "raw": run_raw, "app": run_app, "seed": run_seed, "encoder": run_encoder}
+def run_app_per_event(config: dict) -> dict:
+    """The app with ``FILE_LAYOUT=per_event``: one file per event."""
+    return run_app({**config, "file_layout": "per_event"})
+
+
+RUNNERS = {"raw_bson": run_raw_bson, "raw": run_raw, "app": run_app, "app_per_event": run_app_per_event,
+           "seed": run_seed, "encoder": run_encoder}
 
 
 def main(argv: list[str]) -> int:

@@ -192,6 +192,18 @@ param rollMaxBytes string = '128MiB'
 @description('Buffered bytes that force an early commit within a run, e.g. 64MiB (MAX_BUFFER_BYTES).')
 param maxBufferBytes string = '64MiB'
 
+@description('One JSON Lines file per folder and window, or one file per change event (FILE_LAYOUT).')
+@allowed([
+  'rolling'
+  'per_event'
+])
+param fileLayout string = 'rolling'
+
+@description('Files uploaded in parallel with FILE_LAYOUT=per_event, 1 to 256 (PER_EVENT_CONCURRENCY).')
+@minValue(1)
+@maxValue(256)
+param perEventConcurrency int = 32
+
 @description('What to do when the saved position has fallen off the oplog (ON_HISTORY_LOST).')
 @allowed([
   'fail'
@@ -210,6 +222,8 @@ param snapshot string = 'off'
 @description('Documents per snapshot chunk (SNAPSHOT_CHUNK_DOCS).')
 @minValue(1)
 param snapshotChunkDocs int = 5000
+@description('How far the committed position must be past the end of a UTC day before its _SUCCESS markers are written, e.g. 1h (LATE_EVENT_GRACE).')
+param lateEventGrace string = '1h'
 
 @description('Position age, in seconds, above which the status endpoint answers 503 (STATUS_MAX_POSITION_AGE_SECONDS).')
 @minValue(1)
@@ -396,9 +410,12 @@ var appSettings = {
   ROLL_WINDOW: rollWindow
   ROLL_MAX_BYTES: rollMaxBytes
   MAX_BUFFER_BYTES: maxBufferBytes
+  FILE_LAYOUT: fileLayout
+  PER_EVENT_CONCURRENCY: string(perEventConcurrency)
   ON_HISTORY_LOST: onHistoryLost
   SNAPSHOT: snapshot
   SNAPSHOT_CHUNK_DOCS: string(snapshotChunkDocs)
+  LATE_EVENT_GRACE: lateEventGrace
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
   PIPELINES: pipelines
 }

@@ -1,13 +1,15 @@
 """Command line: ``python -m shared drain`` runs one drain of every configured pipeline (``PIPELINES``,
 or the single one of the top-level settings); ``python -m shared status`` shows them, as the
-``status`` function does; ``python -m shared snapshot --pipeline P --collection db.coll`` asks the
-next run of pipeline P to copy that collection again (a request stored in its checkpoint row, so a
-deployment in Azure needs no shell: the same call works from any machine with the settings). All
-read the same settings as the Functions app, from the environment
-(and, for local use, from ``--env-file``, e.g. ``.local/stack.env``).
+``status`` function does; ``python -m shared verify`` audits the lake against the manifests (see
+``shared.verify``); ``python -m shared snapshot --pipeline P --collection db.coll`` asks the next run of
+pipeline P to copy that collection again (a request stored in its checkpoint row, so a deployment in
+Azure needs no shell: the same call works from any machine with the settings). All read the same
+settings and credentials as the Functions app, from the environment (and, for local use, from
+``--env-file``, e.g. ``.local/stack.env``).
 
-Exit status: 0 ok; 1 a run failed (transient); 2 invalid settings or a terminal failure;
-3 ``status`` found a pipeline unhealthy (for ``snapshot``: the request could not be stored yet)."""
+Exit status: 0 ok; 1 a run failed (transient), or ``verify`` found a problem; 2 invalid settings or a
+terminal failure; 3 ``status`` found a pipeline unhealthy (for ``snapshot``: the request could not be
+stored yet)."""
 
 from __future__ import annotations
 
@@ -19,19 +21,31 @@ import sys
 import time
 
 from .envfile import read_env
-from .errors import SettingsError, kind_of
+from .errors import DrainError, SettingsError, kind_of, redact
 from .pipelines import drain_all
 from .status import status_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
-    parser.add_argument("command", choices=("drain", "status", "snapshot"))
+    parser.add_argument("command", choices=("drain", "status", "verify", "snapshot"))
     parser.add_argument("--env-file", help="KEY=value file read before the environment (which wins)")
-    parser.add_argument("--pipeline", help="snapshot: the pipeline's PIPELINE_NAME (default: the only one)")
-    parser.add_argument("--collection", help="snapshot: the collection to copy again, as db.coll")
-    parser.add_argument("--wait", type=float, default=300.0,
-                        help="snapshot: seconds to wait for a running drain to release the pipeline")
+    parser.add_argument("--pipeline", help="verify: only this PIPELINE_NAME (default: every configured pipeline); "
+                        "snapshot: the pipeline's PIPELINE_NAME (default: the only one)")
+    copy = parser.add_argument_group("snapshot")
+    copy.add_argument("--collection", help="the collection to copy again, as db.coll")
+    copy.add_argument("--wait", type=float, default=300.0,
+                      help="seconds to wait for a running drain to release the pipeline")
+    audit = parser.add_argument_group("verify")
+    scope = audit.add_mutually_exclusive_group()
+    scope.add_argument("--day", help="only the data of this UTC day, YYYY-MM-DD (every manifest is still read)")
+    scope.add_argument("--since", help="only what follows this manifest (its file name) or this _seq")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--workers", type=int, default=8, help="parallel reads (default 8)")
+    audit.add_argument("--small-file-count", type=int, default=48,
+                       help="flag partitions with at least this many files ... (default 48)")
+    audit.add_argument("--small-file-bytes", type=int, default=1024 * 1024,
+                       help="... whose median size is under this many bytes (default 1 MiB)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     env = {**(read_env(args.env_file) if args.env_file else {}), **os.environ}
@@ -49,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "snapshot":
         return _request_snapshot(env, args)
+    if args.command == "verify":
+        from .verify import main as verify_main
+
+        try:
+            return verify_main(env, args.pipeline, args.day, args.since, args.json, args.workers,
+                               args.small_file_count, args.small_file_bytes)
+        except (SettingsError, DrainError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except Exception as exc:  # the lake could not be read (credentials, network)
+            print(f"verify: {exc.__class__.__name__}: {redact(str(exc), [])[:2000]}", file=sys.stderr)
+            return 2
     code, body = status_report(env)
     print(json.dumps(body, indent=2, default=str))
     if code == 500:
@@ -58,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _request_snapshot(env, args) -> int:
     from .checkpoint import CheckpointStore
-    from .errors import DrainError
     from .pipelines import load_pipelines
 
     try:

@@ -87,7 +87,9 @@ class Batch:
         self.bytes = 0
         self.events = 0
 
-    def add(self, folder: str, cluster_seconds: int, seq: int, line: bytes) -> None:
+    def add(self, folder: str, cluster_seconds: int, seq: int, line: bytes, operation: str | None = None,
+            key: str | None = None) -> None:
+        """Route a numbered line to its folder's file (``operation`` and ``key``: per-event layout only)."""
         window = layout.window_start(cluster_seconds, self.window_seconds)
         pending = self.pending.get(folder)
         current = pending.base if pending else self.states.get(folder)
@@ -112,6 +114,11 @@ class Batch:
     def folders(self) -> int:
         return len(self.pending)
 
+    @property
+    def full(self) -> bool:
+        """Sealed by bytes and folders only (a per-event batch also by its number of files)."""
+        return False
+
     def files(self) -> list[PendingFile]:
         """Every file with new lines, sealed parts first within a folder (they precede in order)."""
         return self.sealed + list(self.pending.values())
@@ -126,6 +133,11 @@ class Batch:
         self.sealed = []
         self.bytes = self.events = 0
         return files
+
+    @staticmethod
+    def intent_of(files: list[PendingFile]) -> tuple[dict[str, int], list[str]]:
+        """What a commit intent records of these files: each path with its length before the batch."""
+        return {p.path: p.base.length for p in files}, []
 
     def adopt(self, states) -> None:
         """Make ``states`` the folders' current files where they are at least as new."""

@@ -6,8 +6,10 @@ One partition per pipeline (``PartitionKey`` = ``PIPELINE_NAME``):
   run on, never "now"), ``seq`` (the last ``_seq`` committed), the open commit intent if a run is
   writing or died writing (see ``intent``), the pipeline identity (hash and items: see
   ``Settings.identity``) and generation, the run lease (``lease_owner``, ``lease_until``), the
-  first position (``origin``), the last run report and the last error, and the snapshot progress
-  (``snapshot_<n>``, see ``snapshot.Progress``), which moves with the position in the same transaction;
+  first position (``origin``), the last run report and the last error, what the after-commit
+  hooks owe the lake (``readers``: manifests and day markers not yet written, see ``publisher``), and
+  the snapshot progress (``snapshot_<n>``, see ``snapshot.Progress``), which moves with the position
+  in the same transaction;
 * one row ``f-<hash of folder>`` per partition folder: the file it appends to, committed length
   and ETag (see ``batch.FileState``).
 
@@ -26,7 +28,7 @@ import json
 import logging
 import secrets as _random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -65,6 +67,7 @@ SCHEMA = 2
 # Table string properties hold 64 KiB (32K UTF-16 characters): long values are cut or split.
 MAX_TEXT = 30000
 MAX_INTENT_PARTS = 24  # an intent of up to ~720K characters (the row may hold 1 MiB)
+MAX_READERS_PARTS = 8  # the readers' state (compressed by its owner, ``publisher``)
 MAX_SNAPSHOT_PARTS = 4  # snapshot progress of up to ~120K characters
 
 
@@ -85,6 +88,7 @@ class Checkpoint:
     intent: Intent | None = None  # a batch being written (or left by a run that failed writing it)
     identity_items: dict | None = None  # what the identity hash covers, to name what changed
     origin: str | None = None  # the pipeline's first position ("<seconds>.<increment>")
+    readers: dict | None = None  # manifests and markers owed to the lake, saved with the position (publisher)
     snapshot: Progress | None = None  # collections being copied (and requests), as of this position
 
 
@@ -121,6 +125,7 @@ class CheckpointStore:
         self._legacy = False
         # The row as this run last wrote it: every conditional write uses and replaces the ETag.
         self._etag: str | None = None
+        self._row_intent: Intent | None = None  # the intent the row holds as this run last wrote it
         self._owner = ""
         self.lease_until = 0.0
         self.requests = 0
@@ -194,11 +199,14 @@ class CheckpointStore:
                 intent=Intent.from_json(intent_text) if intent_text else None,
                 identity_items=json.loads(row["identity_items"]) if row.get("identity_items") else None,
                 origin=row.get("origin") or None,
+                readers=_parts_json(row, "readers", MAX_READERS_PARTS),
                 snapshot=Progress.from_json(snapshot_text) if snapshot_text else None,
             )
             if checkpoint.intent is not None:
                 for path in checkpoint.intent.files:
                     _check_path(path, checkpoint.generation)
+                for folder in checkpoint.intent.folders:
+                    _check_folder(folder)
         except (KeyError, ValueError, TypeError) as exc:
             raise TerminalError(
                 f"loading the checkpoint of pipeline {name!r}: the row is corrupt or was not written by this "
@@ -255,6 +263,7 @@ class CheckpointStore:
                     "this run leaves without writing"
                 ) from None
         checkpoint.lease_owner, checkpoint.lease_until, checkpoint.etag = owner, self.lease_until, self._etag
+        self._row_intent = checkpoint.intent
         state.checkpoint = checkpoint
         return checkpoint
 
@@ -285,6 +294,7 @@ class CheckpointStore:
                 )["etag"]
             except ResourceModifiedError:
                 raise self._lost("it could not record its commit intent") from None
+            self._row_intent = intent
 
     def commit(self, checkpoint: Checkpoint, files: list[FileState], release: bool = False) -> None:
         """Save ``checkpoint`` (the new position, its intent or none) and the touched files' states;
@@ -317,6 +327,7 @@ class CheckpointStore:
                         raise self._lost("its commit was refused") from None
                     raise
                 self._etag = results[0]["etag"]
+            self._row_intent = checkpoint.intent
 
     def _lost(self, what: str) -> LeaseLostError:
         return LeaseLostError(f"pipeline {self._pipeline!r}: the checkpoint changed under this run (another run "
@@ -336,13 +347,15 @@ class CheckpointStore:
 
     def save_report(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` (as last committed, with the run report / error) and release the lease
-        (If-Match: only while this run owns it)."""
+        (If-Match: only while this run owns it). The intent the row holds stays: a batch this run
+        began to write is read back by the next run."""
         with self._row_lock, self._errors("saving the run report"):
             self.lease_until = 0.0
             try:
                 self.requests += 1
                 self._etag = self._table.update_entity(
-                    self._checkpoint_entity(checkpoint), mode=UpdateMode.REPLACE, etag=self._etag,
+                    self._checkpoint_entity(replace(checkpoint, intent=self._row_intent)),
+                    mode=UpdateMode.REPLACE, etag=self._etag,
                     match_condition=MatchConditions.IfNotModified,
                 )["etag"]
             except ResourceModifiedError:
@@ -412,6 +425,7 @@ class CheckpointStore:
                                  "fit the checkpoint row")
         for i in range(MAX_INTENT_PARTS):
             entity[f"intent_{i}"] = parts[i] if i < len(parts) else ""
+        entity.update(_readers_parts(self._pipeline, cp.readers))
         entity.update(snapshot_properties(cp.snapshot, self._pipeline))
         return {k: v for k, v in entity.items() if v is not None}
 
@@ -436,13 +450,33 @@ def _cut_json(value: dict | None) -> str:
     return text if len(text) <= MAX_TEXT else json.dumps({"truncated": text[:MAX_TEXT - 100]})
 
 
+def _readers_parts(pipeline: str, readers: dict | None) -> dict[str, str]:
+    text = json.dumps(readers, separators=(",", ":")) if readers else ""
+    parts = [text[i:i + MAX_TEXT] for i in range(0, len(text), MAX_TEXT)]
+    if len(parts) > MAX_READERS_PARTS:
+        raise TransientError(f"pipeline {pipeline!r}: the manifests owed ({len(text)} characters) do not fit "
+                             "the checkpoint row")
+    return {f"readers_{i}": parts[i] if i < len(parts) else "" for i in range(MAX_READERS_PARTS)}
+
+
+def _parts_json(row, name: str, count: int) -> dict | None:
+    text = "".join(row.get(f"{name}_{i}") or "" for i in range(count))
+    return json.loads(text) if text else None
+
+
 def _check_path(path: str, generation: str) -> None:
     """An intent names files: refuse paths this app never writes (another generation, ``..``)."""
     folder, _, name = path.rpartition("/")
     _, _, gen = layout.parse_file_name(name)
-    if gen != generation or not folder or any(p in ("", ".", "..") for p in folder.split("/")) \
-            or layout.folder_day(folder) is None:
+    if gen != generation:
         raise ValueError(f"intent path {path!r}")
+    _check_folder(folder)
+
+
+def _check_folder(folder: str) -> None:
+    """A folder an intent names (its files, or its per-event folders): a partition folder, no ``..``."""
+    if not folder or any(p in ("", ".", "..") for p in folder.split("/")) or layout.folder_day(folder) is None:
+        raise ValueError(f"intent folder {folder!r}")
 
 
 def folder_row_key(folder: str) -> str:

@@ -10,10 +10,15 @@ events: position, ``_seq``, the intent that stays open or none) and
 
 It works in a thread of its own beside the reading (``submit``): at most one commit is in flight,
 the next sealed batch waits for it, and a failed commit stops the run before any later batch is
-written (the failure is raised to the reader at its next ``submit``, ``wait`` or ``check``). A
-batch sealed while the previous one is still being written may append to the same files: their
-ETags are known only once that commit is done, so such a file's base carries ``PROJECTED`` and
-takes the ETag the previous flush returned.
+written (the failure is raised to the reader at its next ``submit``, ``wait`` or ``check``); the
+next run recovers from the intent. A batch sealed while the previous one is still being written may
+append to the same files: their ETags are known only once that commit is done, so such a file's
+base carries ``PROJECTED`` and takes the ETag the previous flush returned.
+
+Before-commit stamps (``Committer.stamps``) run between 2 and 3: they may set fields of the new
+checkpoint (what the after-commit hooks will owe the lake), so those are saved in the same Table
+transaction as the position. Hooks run after every commit, also one without files (it may close a
+failed run's range, whose lines the next run kept).
 
 Hooks run after the position moved: what they write (manifests, markers) is outside the
 exactly-once path and must be idempotent by name.
@@ -21,6 +26,7 @@ exactly-once path and must be idempotent by name.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -59,6 +65,7 @@ class CommittedFile:
     events: int
     first_cluster: int | None
     last_cluster: int | None
+    sha256: str = ""  # hex digest of the bytes [start, end)
 
 
 Hook = Callable[[Checkpoint, list[CommittedFile]], None]
@@ -71,6 +78,7 @@ class Committer:
         self._failpoint = failpoint
         self.committed = committed  # the checkpoint as last saved
         self.hooks: list[Hook] = []
+        self.stamps: list[Hook] = []  # before the Table commit: may set fields of the new checkpoint
         self.bytes = self.files = self.commits = 0
         self._etags: dict[str, str] = {}  # path -> ETag after this run's last flush of it
         self._pool = invocation.Executor(max_workers=1, thread_name_prefix="commit")
@@ -107,8 +115,10 @@ class Committer:
         self._pool.shutdown(wait=True)
 
     # -- one commit ----------------------------------------------------------------------------
-    def commit(self, sealed: Sealed, final: bool = False) -> list[FileState]:
-        """Write, then commit the position; ``final`` also stops renewing and releases the lease."""
+    def commit(self, sealed: Sealed, final: bool = False, control: bool = False) -> list[FileState]:
+        """Write, then commit the position; ``final`` also stops renewing and releases the lease.
+        ``control``: a commit of the position alone (first position, restart, recovered files),
+        which the failpoints of batch commits do not count."""
         results: list[FileState] = []
         if sealed.files:
             for pending in sealed.files:
@@ -120,20 +130,24 @@ class Committer:
             results = self._lake.write(sealed.files, self._lease_id)
             self.bytes += sealed.bytes
             self.files += len(sealed.files)
+        done = [CommittedFile(p.path, p.base.length, p.end, p.first_seq, p.last_seq, p.events,
+                              p.first_cluster, p.last_cluster, hashlib.sha256(p.data).hexdigest())
+                for p in sealed.files]
+        for stamp in self.stamps:
+            stamp(sealed.checkpoint, done)
         if final:
             self._lease.stop()
-        self._failpoint("before_commit")
+        if not control:
+            self._failpoint("before_commit")
         self._store.commit(sealed.checkpoint, results + sealed.states, release=final)
         self.committed = sealed.checkpoint
-        self.commits += 1
+        self.commits += 0 if control else 1
         for state in results + sealed.states:
             if state.etag is not None:
                 self._etags[state.path] = state.etag
         self.results.extend(results + sealed.states)
-        self._failpoint("after_commit")
-        if self.hooks and sealed.files:
-            done = [CommittedFile(p.path, p.base.length, p.end, p.first_seq, p.last_seq, p.events,
-                                  p.first_cluster, p.last_cluster) for p in sealed.files]
-            for hook in self.hooks:
-                hook(sealed.checkpoint, done)
+        if not control:
+            self._failpoint("after_commit")
+        for hook in self.hooks:
+            hook(sealed.checkpoint, done)
         return results

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout, lifecycle, runlease, snapshot
+from . import layout, lifecycle, per_event, runlease, snapshot
 from .batch import Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
@@ -36,6 +36,7 @@ from .errors import DrainError, HistoryLostError, LeaseHeldError, kind_of, redac
 from .failpoints import Failpoints
 from .intent import Intent, Numbering, event_key, gap_key
 from .lake import Lake
+from .publisher import Publisher
 from .runlease import RunLease
 from .settings import Settings
 from .source import ChangeSource, DeadLetter, Position
@@ -44,6 +45,10 @@ log = logging.getLogger("shared.run")
 
 Clock = Callable[[], float]
 MAX_FOLDERS_PER_BATCH = 1000  # keeps a batch's intent well inside the checkpoint row
+# A batch this large is sealed as soon as the committer is free, so writing overlaps reading and the
+# run's last commit (which nothing overlaps) stays small; a busy committer lets it grow to half of
+# MAX_BUFFER_BYTES (the other half is the batch being written).
+EARLY_SEAL_BYTES = 8 * 1024 * 1024
 
 
 def write_reserve(budget: float) -> float:
@@ -75,6 +80,7 @@ class RunReport:
     dead_letters: int = 0  # events over 16 MB written to a dead-letter file
     snapshot_rows: int = 0  # snapshot rows written (see shared.snapshot)
     snapshot: list | None = None  # per collection being copied: copied, estimate, rate, warning
+    late_events: int = 0  # events for a day whose _SUCCESS markers were already written (see publisher)
     table_requests: int = 0
     error: dict | None = None
     _touched: set = field(default_factory=set, repr=False)
@@ -124,7 +130,12 @@ class _DrainRun:
                     lake = self._lake or Lake(settings, failpoint=self.failpoint)
                     lake.deadline.until, lake.deadline.clock = lease.deadline, self.clock
                     lease_id = str(uuid.uuid4())  # this run's file leases
-                    self.committer = Committer(store, lake, lease, lease_id, checkpoint, self.failpoint)
+                    writer = lake  # the one place the layout's writer is chosen (FILE_LAYOUT)
+                    if settings.file_layout == per_event.PER_EVENT:
+                        writer = per_event.PerEventWriter(settings, lake, failpoint=self.failpoint)
+                    self.committer = Committer(store, writer, lease, lease_id, checkpoint, self.failpoint)
+                    # manifests and day markers: after-commit hooks (pays first what a failed run owed)
+                    Publisher(settings, checkpoint, self.report, self.failpoint).attach(self.committer)
                     try:
                         self._drain(state, source, lake, lease_id)
                     finally:
@@ -149,7 +160,8 @@ class _DrainRun:
         if store is not None:
             self.report.table_requests = store.requests
         if self.committer is not None and self.report.outcome == "failed":
-            self._save_failure(store, self.committer.committed)
+            # the row keeps the intent a failed commit recorded: the next run recovers from it
+            self._save_failure(store, self.committer.committed)  # the store keeps the intent the row holds
         log.info(json.dumps(self.report.as_dict(), default=str))
         return self.report
 
@@ -172,12 +184,16 @@ class _DrainRun:
                 plan = snapshot.Progress()
                 plan.start(source.chunk_reader().namespaces(settings.scope), "initial")
             committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token,
-                                                snapshot=plan), None))
+                                                snapshot=plan), None), control=True)
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
         deadline = self.deadline = (self.started + settings.drain_budget_seconds
                                     - write_reserve(settings.drain_budget_seconds))
         self.encoder = LineEncoder(settings.json_mode)
-        self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes, checkpoint.generation)
+        if settings.file_layout == per_event.PER_EVENT:
+            self.batch = per_event.EventBatch(checkpoint.generation, state.files)
+        else:
+            self.batch = Batch(state.files, settings.roll_window_seconds, settings.roll_max_bytes,
+                               checkpoint.generation)
         self.numbering = Numbering(checkpoint.seq)
         self.carry: Intent | None = None  # an open range of a failed run, until a commit passes its end
         self.last_cluster = checkpoint.last_cluster_time
@@ -241,14 +257,16 @@ class _DrainRun:
                 if dead is not None:
                     folder = lifecycle.dead_letter_folder(folder)
                     raw = lifecycle.dead_letter_record(raw, dead)
-                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq))
+                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq), event.get("operationType"), key)
             if self.copier is not None and self.copier.window is None and self.copier.has_work:
                 self._snapshot_step(source)  # a stream that is never caught up still gets chunks
             if source.invalidated:
                 self.numbering.end_of_range()
                 outcome = "invalidated"
                 break
-            if self.batch.bytes >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH:
+            size = self.batch.bytes
+            if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or self.batch.full or (
+                    size >= EARLY_SEAL_BYTES and not committer.busy):
                 self._commit(source)
             if self.clock() >= deadline:
                 break
@@ -265,8 +283,9 @@ class _DrainRun:
         report.partitions = len(report._touched)
         self._commit(source, final=True)
 
-    def _add(self, folder: str, cluster_seconds: int, seq: int, line: bytes) -> None:
-        self.batch.add(folder, cluster_seconds, seq, line)
+    def _add(self, folder: str, cluster_seconds: int, seq: int, line: bytes, operation: str | None = None,
+             key: str | None = None) -> None:
+        self.batch.add(folder, cluster_seconds, seq, line, operation, key)
         report = self.report
         report._touched.add(folder)
         report.events += 1
@@ -282,18 +301,23 @@ class _DrainRun:
         folder rows true, and skip by resume token what it made durable."""
         intent = checkpoint.intent
         recovery = lake.recover(intent.files, lease_id)
-        self.report.recovered_files = lake.recoveries
-        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable, recovery.clusters)
+        # FILE_LAYOUT=per_event folders: listed; read back too while copying (the keys and cluster
+        # times of snapshot rows, which their names do not carry; see intent.Numbering)
+        listed = per_event.recover(lake, intent, checkpoint.generation,
+                                   read_back=self.copier is not None and self.copier.has_work)
+        self.report.recovered_files = lake.recoveries + listed.files
+        self.numbering = Numbering(checkpoint.seq, intent, {**recovery.durable, **listed.durable}, listed.hashed,
+                                   durable_clusters={**recovery.clusters, **listed.clusters})
         if self.copier is not None:
             self.numbering.release(self.copier.progress.pending)
         self.carry = intent
         self.batch.adopt(recovery.states)
         if recovery.last_cluster is not None:
             self.last_cluster = max(self.last_cluster or 0, recovery.last_cluster)
-        self.committer.commit(Sealed([], checkpoint, None, recovery.states))
+        self.committer.commit(Sealed([], checkpoint, None, recovery.states), control=True)
         self.planned = self.committer.committed
         log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
-                    "written again", self.settings.pipeline_name, recovery.lines)
+                    "written again", self.settings.pipeline_name, recovery.lines + listed.files)
 
     def _folder(self, event, cluster_seconds: int) -> str:
         ns = event.get("ns")
@@ -329,7 +353,7 @@ class _DrainRun:
             progress = self.copier.progress.clone()
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
                       seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster, snapshot=progress)
-        self.committer.commit(Sealed([], new, None))
+        self.committer.commit(Sealed([], new, None), control=True)
         self.planned = new
         self.carry = None
         self.gap_added = False
@@ -399,14 +423,14 @@ class _DrainRun:
             rows += 1
             seq = numbering.assign(key, window.high)
             if seq is not None:
-                self._add(folder, t, seq, self.encoder.encode(raw, seq))
+                self._add(folder, t, seq, self.encoder.encode(raw, seq), "snapshot", key)
                 self.report.snapshot_rows += 1
         end = copier.end_line(window)
         if end is not None:  # the copy's last chunk: a line that says it is complete
             key = end[0]
             seq = numbering.assign(key, window.high)
             if seq is not None:
-                self._add(folder, t, seq, self.encoder.encode(end[1], seq))
+                self._add(folder, t, seq, self.encoder.encode(end[1], seq), "snapshotEnd", key)
         if key is not None:
             self.last_read = (key, window.high)
         copier.chunk_done(window, rows)
@@ -422,7 +446,7 @@ class _DrainRun:
         if seq is None:
             return  # a failed run made it durable already
         self._add(lifecycle.gap_folder(gap, scope.db, scope.coll), to.time, seq,
-                  self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq))
+                  self.encoder.encode(lifecycle.gap_record(gap, scope.db, scope.coll), seq), "gap", gap_key(gap))
 
     def _commit(self, source: ChangeSource, final: bool = False) -> None:
         """Seal the batch with the position after its last event and hand it to the committer: in
@@ -451,17 +475,17 @@ class _DrainRun:
         and its intent (which stays open while a failed run's range is being replayed)."""
         planned, numbering = self.planned, self.numbering
         files = self.batch.seal()
-        paths = {p.path: p.base.length for p in files}
+        paths, folders = self.batch.intent_of(files)  # per-event batches record folders, not files
         carry = self.carry
         if numbering.replaying:  # the failed run's range goes on past this batch: it stays open
-            kept = carry.extended(paths, numbering.highest())
+            kept = carry.extended(paths, numbering.highest(), folders=folders)
             intent = kept
         else:
             key, cluster = self.last_read if self.last_read else (None, None)
             if carry is not None:
-                intent = carry.extended(paths, numbering.highest(), key, cluster, ends_later=True)
+                intent = carry.extended(paths, numbering.highest(), key, cluster, ends_later=True, folders=folders)
             else:
-                intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths)
+                intent = Intent(self.batch_first or numbering.seq + 1, numbering.seq, key, cluster, paths, folders)
             kept = None
         new = replace(planned, position=source.position() or planned.position, seq=numbering.seq, intent=kept,
                       last_cluster_time=self.last_cluster,

@@ -31,6 +31,7 @@ every row the failed run made durable, so those rows are skipped and never writt
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,12 @@ def event_key(event: Any) -> str:
         from bson import json_util  # deferred: a token without _data is rare
 
         return json_util.dumps(token, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+
+def key_hash(key: str) -> str:
+    """The first 16 hex digits of the sha256 of an event's key: what a per-event file's name carries
+    (``layout.event_file_name``), so a recovering run learns which events are durable by listing."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def gap_key(gap: dict) -> str:
@@ -87,11 +94,15 @@ class Intent:
     last_key: str | None  # key of the range's last event (None: the range ends with a gap record)
     last_cluster: tuple[int, int] | None
     files: dict[str, int] = field(default_factory=dict)  # path -> its length before the range
+    # FILE_LAYOUT=per_event: the folders the range's one-file-per-event files go to (never the files)
+    folders: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"first_seq": self.first_seq, "last_seq": self.last_seq, "last_key": self.last_key,
-                           "last_cluster": list(self.last_cluster) if self.last_cluster else None,
-                           "files": self.files}, separators=(",", ":"))
+        data = {"first_seq": self.first_seq, "last_seq": self.last_seq, "last_key": self.last_key,
+                "last_cluster": list(self.last_cluster) if self.last_cluster else None, "files": self.files}
+        if self.folders:
+            data["folders"] = self.folders
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Intent":
@@ -100,37 +111,47 @@ class Intent:
         if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) and v >= 0
                                                   for k, v in files.items()):
             raise ValueError("intent files must map paths to lengths")
+        folders = data.get("folders", [])
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+            raise ValueError("intent folders must be a list of folders")
         cluster = data.get("last_cluster")
         intent = cls(int(data["first_seq"]), int(data["last_seq"]), data.get("last_key"),
-                     (int(cluster[0]), int(cluster[1])) if cluster else None, dict(files))
+                     (int(cluster[0]), int(cluster[1])) if cluster else None, dict(files), list(folders))
         if intent.first_seq < 1 or intent.last_seq < intent.first_seq - 1:
             raise ValueError(f"intent range {intent.first_seq}..{intent.last_seq}")
         return intent
 
     def extended(self, files: dict[str, int], last_seq: int, last_key: str | None = None,
-                 last_cluster: tuple[int, int] | None = None, ends_later: bool = False) -> "Intent":
-        """This range with more files (a path already listed keeps its earlier length) and numbers up
-        to ``last_seq``; ``ends_later``: the range now ends at ``last_key`` / ``last_cluster``."""
+                 last_cluster: tuple[int, int] | None = None, ends_later: bool = False,
+                 folders: list[str] = ()) -> "Intent":
+        """This range with more files (a path already listed keeps its earlier length) and per-event
+        folders, and numbers up to ``last_seq``; ``ends_later``: the range now ends at ``last_key`` /
+        ``last_cluster``."""
         merged = dict(files)
         merged.update(self.files)
+        more = sorted(set(self.folders) | set(folders))
         if ends_later:
-            return Intent(self.first_seq, max(self.last_seq, last_seq), last_key, last_cluster, merged)
-        return Intent(self.first_seq, max(self.last_seq, last_seq), self.last_key, self.last_cluster, merged)
+            return Intent(self.first_seq, max(self.last_seq, last_seq), last_key, last_cluster, merged, more)
+        return Intent(self.first_seq, max(self.last_seq, last_seq), self.last_key, self.last_cluster, merged, more)
 
 
 class Numbering:
     """Gives out ``_seq`` numbers; while an earlier run's range is open, skips what it made durable.
 
     ``seq`` is the last number committed; ``open_range`` the intent found at the start of the run
-    (or None) and ``durable`` the key -> ``_seq`` of every line read back from its files.
+    (or None) and ``durable`` the key -> ``_seq`` of every line read back from its files;
+    ``hashed`` the ``key_hash`` -> ``_seq`` of every per-event file of the range found by listing;
+    ``durable_clusters`` the ``_seq`` -> cluster time of the lines read back (see ``_floor``).
     """
 
     def __init__(self, seq: int, open_range: Intent | None = None, durable: dict[str, int] | None = None,
+                 hashed: dict[str, int] | None = None,
                  durable_clusters: dict[int, tuple[int, int]] | None = None) -> None:
         self.seq = seq
         self.range = open_range
         self.durable = durable or {}
-        self.used: set[int] = set(self.durable.values())
+        self.hashed = hashed or {}
+        self.used: set[int] = set(self.durable.values()) | set(self.hashed.values())
         self._cursor = (open_range.first_seq - 1) if open_range else seq
         self.skipped = 0  # events of the range found durable
         self.retired = 0  # numbers of the range that no line holds
@@ -163,6 +184,8 @@ class Numbering:
                 self.end_of_range()
         if self.range is not None:
             found = self.durable.get(key)
+            if found is None and self.hashed:
+                found = self.hashed.get(key_hash(key))
             if found is None:
                 number = self._next_free(self._floor(cluster))
             if key == open_range.last_key:

@@ -80,10 +80,18 @@ class Deadline:
         options = request.context.options
         options["read_timeout"] = min(float(options.get("read_timeout") or READ_TIMEOUT), left)
         options["connection_timeout"] = min(float(options.get("connection_timeout") or CONNECTION_TIMEOUT), left)
+        # Why the server timeout too: the service fails a request it has not finished within
+        # ``timeout`` seconds, so a request the client gave up on is not applied long after the
+        # lease (what bounds a stale per-event upload; see docs/design.md).
+        http = request.http_request
+        base, _, query = http.url.partition("?")
+        kept = [p for p in query.split("&") if p and not p.startswith("timeout=")]
+        http.url = f"{base}?{'&'.join(kept + [f'timeout={max(1, int(left))}'])}"
 
 
-def make_service_client(settings: Settings, deadline: Deadline | None = None) -> DataLakeServiceClient:
-    """The lake client for the configured credential (SAS, key, connection string, or Entra ID)."""
+def make_service_client(settings: Settings, deadline: Deadline | None = None, blob: bool = False):
+    """The lake client for the configured credential (SAS, key, connection string, or Entra ID);
+    ``blob``: a ``BlobServiceClient`` of the same account (its Blob endpoint), for Put Blob."""
     # Why: the storage SDK's ExponentialRetry ignores retry_backoff_factor/_max; its own defaults
     # (15 s, then 15 + 3**n s) would spend a whole run's budget on a few throttled requests. These
     # sleep about 1, 3, 5, 9 and 17 s, and the deadline hook stops them at the run's lease.
@@ -97,8 +105,14 @@ def make_service_client(settings: Settings, deadline: Deadline | None = None) ->
     )
     if deadline is not None:
         options["raw_request_hook"] = deadline
+    kind = DataLakeServiceClient
+    url = settings.adls_account_url
+    if blob:
+        from azure.storage.blob import BlobServiceClient  # deferred: only FILE_LAYOUT=per_event uses it
+
+        kind, url = BlobServiceClient, blob_url(url)
     if settings.adls_connection_string:
-        return DataLakeServiceClient.from_connection_string(str(settings.adls_connection_string), **options)
+        return kind.from_connection_string(str(settings.adls_connection_string), **options)
     if settings.adls_sas:
         credential = str(settings.adls_sas)
     elif settings.adls_shared_key:
@@ -107,7 +121,14 @@ def make_service_client(settings: Settings, deadline: Deadline | None = None) ->
         from azure.identity import DefaultAzureCredential  # deferred: heavy, and only for Entra ID
 
         credential = DefaultAzureCredential()
-    return DataLakeServiceClient(settings.adls_account_url, credential=credential, **options)
+    return kind(url, credential=credential, **options)
+
+
+def blob_url(url: str) -> str:
+    """The Blob endpoint of a lake account URL (``.dfs.`` -> ``.blob.``; an emulator serves both)."""
+    parts = urlsplit(url)
+    host = parts.netloc.replace(".dfs.", ".blob.")
+    return parts._replace(netloc=host).geturl()
 
 
 def account_name(url: str) -> str:
@@ -249,6 +270,15 @@ class Lake:
                     pass
                 self._fs_created = True
 
+    def list_folder(self, folder: str) -> list[str]:
+        """The names of the files directly in ``folder`` (none when it or the file system is missing)."""
+        with self._errors(f"listing {folder}"):
+            try:
+                return [p.name.rsplit("/", 1)[-1] for p in self._fs.get_paths(path=folder, recursive=False)
+                        if not p.is_directory]
+            except ResourceNotFoundError:
+                return []
+
     # -- recovery -------------------------------------------------------------------------------
     def recover(self, files: dict[str, int], lease_id: str) -> Recovery:
         """Fence and read back every file of an intent (path -> length before the intent)."""
@@ -269,6 +299,12 @@ class Lake:
                         recovery.last_cluster = cluster[0]
         self.recoveries += len(found)
         return recovery
+
+    def read_lines(self, path: str) -> list[tuple[str | None, int, tuple[int, int] | None]]:
+        """(key, ``_seq``, cluster time) of every line of a whole file (a per-event file being recovered)."""
+        with self._errors(f"reading back {path} (a run before this one created it and did not commit)"):
+            data = self._fs.get_file_client(path).download_file().readall()
+        return _parse_lines(data, path)
 
     def _recover_file(self, path: str, start: int, lease_id: str):
         folder, name = path.rsplit("/", 1)

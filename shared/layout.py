@@ -3,6 +3,8 @@
 Folders: ``{db}/{coll}/year=YYYY/month=MM/day=DD/`` by the event's cluster time in UTC.
 Files:   ``part-YYYYMMDDTHHMMZ-NNNNN-GGGGGGGG.jsonl``: the UTC start of the roll window, the part
          number and the pipeline generation; one pipeline's names sort in event order in a folder.
+         With ``FILE_LAYOUT=per_event`` one file per event instead (``event_file_name``):
+         ``<_seq, 20 digits>-<operationType>-<16 hex of the resume token's sha256>-GGGGGGGG.json``.
 
 Names are made path-safe with a reversible encoding (``encode_name`` / ``decode_name``):
 ASCII letters, digits, ``-`` and ``.`` stay as they are, and ``_`` too except at the start; every
@@ -122,6 +124,34 @@ def parse_file_name(name: str) -> tuple[int, int, str]:
         raise ValueError(f"{name!r} is not a file name this app writes")
     start = datetime.strptime(match.group(1), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc)
     return int(start.timestamp()), int(match.group(2)), match.group(3)
+
+
+SEQ_DIGITS = 20  # any int64 _seq, so names sort in _seq order as text
+MAX_OP_CHARS = 40
+
+
+def event_file_name(seq: int, operation: str, token_hash: str, gen: str) -> str:
+    """The name of one change event's file with ``FILE_LAYOUT=per_event``.
+
+    ``_seq`` first (zero-padded: names sort in ``_seq`` order), then what the file is (the
+    ``operationType``, encoded like a namespace name), the first 16 hex digits of the sha256 of the
+    event's resume token (``intent.key_hash``: lets a recovering run learn which events are durable by
+    listing, and makes a replay of the same event with the same number the same name) and the
+    pipeline generation (two pipelines, or a reset one, never share a name). Never a document key.
+    """
+    op = encode_name(operation or "unknown")[:MAX_OP_CHARS]
+    return f"{seq:0{SEQ_DIGITS}d}-{op}-{token_hash}-{gen}.json"
+
+
+_EVENT_FILE_NAME = re.compile(r"(\d{20})-([A-Za-z0-9._%~-]+)-([0-9a-f]{16})-([A-Za-z0-9]+)\.json")
+
+
+def parse_event_file_name(name: str) -> tuple[int, str, str, str] | None:
+    """``(_seq, operationType as encoded, token hash, generation)`` of a per-event name; None otherwise."""
+    match = _EVENT_FILE_NAME.fullmatch(name)
+    if not match:
+        return None
+    return int(match.group(1)), match.group(2), match.group(3), match.group(4)
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,16 @@ def _roll_window(value: str) -> int:
     return seconds
 
 
+def _grace(value: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([smhd])", value.lower())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 0s, 30m, 1h or 1d")
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > 7 * 86400:
+        raise ValueError(f"{value!r} is longer than 7d")
+    return seconds
+
+
 def _size(value: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]*)", value)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
@@ -303,6 +313,13 @@ class Settings:
     max_buffer_bytes: int = setting(
         "MAX_BUFFER_BYTES", "64MiB", "Buffered bytes that force an early commit within a run (not identity).",
         _size, entry=OVERRIDE)
+    file_layout: str = setting(
+        "FILE_LAYOUT", "rolling", "rolling: JSON Lines files per folder and roll window; per_event: one file per "
+        "change event (not identity: a switch applies from the next _seq on).", _one_of("rolling", "per_event"),
+        entry=OVERRIDE)
+    per_event_concurrency: int = setting(
+        "PER_EVENT_CONCURRENCY", "32", "Files uploaded in parallel with FILE_LAYOUT=per_event (1 to 256).",
+        lambda value: int(_number(1, 256)(value)), entry=OVERRIDE)
     on_history_lost: str = setting(
         "ON_HISTORY_LOST", "fail", "When the stored position left the oplog: fail, or restart (with a gap "
         "record).", _one_of("fail", "restart"), entry=OVERRIDE)
@@ -314,6 +331,9 @@ class Settings:
     snapshot_chunk_docs: int = setting(
         "SNAPSHOT_CHUNK_DOCS", "5000", "Documents per snapshot chunk (a chunk also stops at 1/16 of "
         "MAX_BUFFER_BYTES).", lambda value: int(_number(1, 1_000_000)(value)), entry=OVERRIDE)
+    late_event_grace_seconds: int = setting(
+        "LATE_EVENT_GRACE", "1h", "A day's _SUCCESS markers are written once the committed position is this "
+        "far past the end of the UTC day (0s to 7d).", _grace, entry=OVERRIDE)
     status_max_position_age_seconds: int = setting(
         "STATUS_MAX_POSITION_AGE_SECONDS", "600", "status answers 503 when the stored position is older.",
         lambda value: int(_number(1, 10**8)(value)), entry=OVERRIDE)

@@ -47,6 +47,11 @@ def pipeline_status(settings: Settings, store: CheckpointStore | None = None, no
         "last_event_cluster_time": _iso(last_event),
         "lease_held_by": checkpoint.lease_owner if checkpoint.lease_until > now else None,
         "partitions": len(state.files),
+        # a batch being written now, or left by a run that failed writing it (the next run reads it back)
+        "open_intent": None if checkpoint.intent is None else {
+            "first_seq": checkpoint.intent.first_seq, "last_seq": checkpoint.intent.last_seq,
+            "files": len(checkpoint.intent.files)},
+        "origin": checkpoint.origin,
     }
     last_run = checkpoint.last_run or {}
     status["lag_seconds"] = last_run.get("lag_seconds")

@@ -1,7 +1,8 @@
 """A local emulator of Azure Data Lake Storage Gen2 (the dfs endpoint plus the Blob-API calls the
 DataLake SDK makes), for development and tests. Never imported by the deployed app.
 
-Run: ``python -m devtools.adls_emulator --host 127.0.0.1 --port 10100 [--data-dir DIR]``, or in a
+Run: ``python -m devtools.adls_emulator --host 127.0.0.1 --port 10100 [--data-dir DIR]`` (see
+docs/adls-emulator.md for all options and the limits), or in a
 test: ``devtools.adls_emulator.server.start_in_thread()``. Account URL for the SDK:
 ``http://HOST:PORT/devstoreaccount1`` (well-known dev account and key, see ``auth.py``).
 
@@ -29,6 +30,13 @@ Operation names (used by ``/_emulator/stats`` and by fault rules' ``op``):
 ``set_access_control``       PATCH ``?action=setAccessControl`` (owner, group, permissions, ACL)
 ``set_access_control_recursive`` PATCH ``?action=setAccessControlRecursive`` (set / modify / remove)
 ``get_user_delegation_key``  POST ``/?restype=service&comp=userdelegationkey`` (bearer only)
+``get_service_properties``   GET ``/?restype=service&comp=properties``
+``set_service_properties``   PUT ``/?restype=service&comp=properties``
+``set_expiry``               PUT ``/{fs}/{path}?comp=expiry``
+``query``                    POST ``/{fs}/{path}?comp=query`` (quick query, CSV / JSON lines)
+``list_deleted_paths``       GET ``/{fs}?restype=container&comp=list&showonly=deleted``
+``undelete_path``            PUT ``/{fs}/{path}?comp=undelete`` with ``x-ms-undelete-source``
+``undelete_filesystem``      PUT ``/{fs}?restype=container&comp=undelete``
 ``unknown``                  anything else (answered 501 ``NotImplemented``)
 =========================== =====================================================================
 

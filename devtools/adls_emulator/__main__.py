@@ -23,10 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", default=DEV_ACCOUNT)
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS (for token credentials)")
     parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
+    parser.add_argument("--filesystem-soft-delete-days", type=int, default=None, metavar="DAYS",
+                        help="keep deleted file systems restorable for DAYS (the account's container soft delete)")
     args = parser.parse_args(argv)
 
-    server = EmulatorServer(args.host, args.port, Emulator(account=args.account, data_dir=args.data_dir),
-                            args.tls_cert, args.tls_key)
+    emulator = Emulator(account=args.account, data_dir=args.data_dir,
+                        filesystem_soft_delete_days=args.filesystem_soft_delete_days)
+    server = EmulatorServer(args.host, args.port, emulator, args.tls_cert, args.tls_key)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature

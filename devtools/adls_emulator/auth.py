@@ -104,10 +104,17 @@ class Authenticator:
         if auth.startswith("SharedKey "):
             self._check_shared_key(method, raw_path, query, headers, auth[len("SharedKey "):])
             return "sharedkey", "$superuser", None
+        params = dict(parse_query(query))
         if auth.startswith("Bearer "):
             payload = self._check_bearer(auth[len("Bearer "):].strip())
-            return "bearer", str(payload.get("oid") or payload.get("sub") or "$superuser"), None
-        params = dict(parse_query(query))
+            oid = str(payload.get("oid") or payload.get("sub") or "$superuser")
+            if not params.get("sig"):
+                return "bearer", oid, None
+            # A user delegation SAS for a delegated user (sduoid) comes with that user's token: both count.
+            sas = self._check_sas(params, raw_path, scheme)
+            if params.get("sduoid") and params["sduoid"] != oid:
+                raise _denied("The token's object ID is not the SAS's delegated user (sduoid).")
+            return "bearer", oid, sas
         if params.get("sig"):
             sas = self._check_sas(params, raw_path, scheme)
             return "sas", "$superuser", sas
@@ -219,7 +226,7 @@ class Authenticator:
                 raise _denied("Signed key expiry time is malformed.") from exc
             if key_expiry < now:
                 raise _denied("The user delegation key has expired.")
-        return {"kind": "service", "sp": v("sp"), "sr": sr}
+        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses")}
 
     def _check_account_sas(self, params: dict[str, str], sig: str) -> dict:
         fields = [self.account] + [params.get(n, "") for n in ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv",
@@ -229,7 +236,8 @@ class Authenticator:
         if "b" not in params.get("ss", ""):
             raise error(403, "AuthorizationServiceMismatch",
                         "This request is not authorized to perform this operation using this service.")
-        return {"kind": "account", "sp": params.get("sp", ""), "srt": params.get("srt", "")}
+        return {"kind": "account", "sp": params.get("sp", ""), "srt": params.get("srt", ""),
+                "ses": params.get("ses", "")}
 
     def delegation_key(self, oid: str, tid: str, start: str, expiry: str, version: str) -> str:
         """The value of a user delegation key: derived from the account key and the key's fields, so
@@ -239,16 +247,19 @@ class Authenticator:
 
 # Service SAS permissions each operation needs (any one of the letters listed).
 SAS_PERMISSIONS = {
-    "create_filesystem": "c", "delete_filesystem": "d", "get_filesystem_properties": "r",
+    "create_filesystem": "cw", "delete_filesystem": "d", "get_filesystem_properties": "r",
     "set_filesystem_metadata": "w", "filesystem_lease": "w", "list_paths": "l", "list_filesystems": "l",
-    "create_file": "cw", "create_directory": "cw", "rename": "m", "append": "aw", "flush": "w",
+    "create_file": "cw", "create_directory": "cw", "rename": "mw", "append": "aw", "flush": "w", "put_blob": "cw",
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
+    "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w", "query": "r",
+    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
-_ACCOUNT_LEVEL = {"list_filesystems": "s", "create_filesystem": "c", "delete_filesystem": "c",
+_SERVICE_LEVEL = ("list_filesystems", "get_service_properties", "set_service_properties")
+_ACCOUNT_LEVEL = {**{op: "s" for op in _SERVICE_LEVEL}, "create_filesystem": "c", "delete_filesystem": "c",
                   "get_filesystem_properties": "c", "set_filesystem_metadata": "c", "filesystem_lease": "c",
-                  "list_paths": "c"}
+                  "list_paths": "c", "list_deleted_paths": "c", "undelete_filesystem": "c"}
 
 
 def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None:
@@ -258,7 +269,7 @@ def check_sas_permission(sas: dict, op: str, owner_change: bool = False) -> None
         if _ACCOUNT_LEVEL.get(op, "o") not in sas["srt"]:
             raise error(403, "AuthorizationResourceTypeMismatch",
                         "This request is not authorized to perform this operation using this resource type.")
-    elif op in ("list_filesystems",) or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
+    elif op in _SERVICE_LEVEL or (op in _ACCOUNT_LEVEL and op != "list_paths" and sas["sr"] != "c"):
         raise error(403, "AuthorizationResourceTypeMismatch",
                     "This request is not authorized to perform this operation using this resource type.")
     needed = "o" if owner_change else SAS_PERMISSIONS.get(op, "")

@@ -35,7 +35,8 @@ _EXPIRY = {"x-ms-expiry-option", "x-ms-expiry-time"}
 
 # op -> (x-ms-* headers, query parameters) it implements. ``x-ms-meta-*`` is allowed where "meta" is listed.
 IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
-    "create_filesystem": ({"meta", "x-ms-properties"}, {"restype", "resource"}),
+    "create_filesystem": ({"meta", "x-ms-properties", "x-ms-default-encryption-scope",
+                           "x-ms-deny-encryption-scope-override"}, {"restype", "resource"}),
     "delete_filesystem": (_LEASE, {"restype", "resource"}),
     "get_filesystem_properties": (_LEASE, {"restype", "resource"}),
     "set_filesystem_metadata": ({"meta", "x-ms-properties", *_LEASE}, {"restype", "resource", "comp"}),
@@ -44,24 +45,33 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "list_paths": (set(), {"resource", "directory", "recursive", "maxresults", "continuation", "upn",
                            "beginfrom"}),
     "create_file": ({"x-ms-properties", *_DFS_CONTENT, *_LEASE, "x-ms-proposed-lease-id", "x-ms-lease-duration",
-                     *_ACCESS}, {"resource"}),
+                     *_ACCESS, *_CPK, "x-ms-encryption-scope", "x-ms-encryption-context", *_EXPIRY}, {"resource"}),
     "create_directory": ({"x-ms-properties", *_DFS_CONTENT, *_LEASE, "x-ms-proposed-lease-id",
-                          "x-ms-lease-duration", *_ACCESS}, {"resource"}),
+                          "x-ms-lease-duration", *_ACCESS, *_CPK, "x-ms-encryption-scope"}, {"resource"}),
     # The service ignores content settings on a rename (recorded: test_rename_from).
     "rename": ({"x-ms-rename-source", *_SOURCE_CONDITIONS, *_LEASE, "x-ms-source-lease-id", *_DFS_CONTENT},
                {"mode"}),
     "append": ({*_LEASE_OPS, "x-ms-content-crc64", "x-ms-structured-body", "x-ms-structured-content-length",
-                *_DFS_CONTENT}, {"action", "position", "flush", "close"}),
-    "flush": ({*_LEASE_OPS, *_DFS_CONTENT}, {"action", "position", "retainuncommitteddata", "close"}),
-    "get_properties": (_LEASE, {"action", "upn"}),
-    "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body"}, set()),
+                *_DFS_CONTENT, *_CPK}, {"action", "position", "flush", "close"}),
+    "flush": ({*_LEASE_OPS, *_DFS_CONTENT, *_CPK}, {"action", "position", "retainuncommitteddata", "close"}),
+    "put_blob": ({"x-ms-blob-type", "meta", *_BLOB_CONTENT, *_LEASE, "x-ms-content-crc64", "x-ms-structured-body",
+                  "x-ms-structured-content-length"}, set()),
+    "get_properties": ({*_LEASE, *_CPK, "x-ms-upn"}, {"action", "upn"}),
+    "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body", *_CPK}, set()),
     "delete": (_LEASE, {"recursive"}),
     "lease": (_LEASE_OPS, {"comp"}),
-    "set_metadata": ({"meta", "x-ms-properties", *_LEASE}, {"comp", "action"}),
+    "set_metadata": ({"meta", "x-ms-properties", *_LEASE, *_CPK}, {"comp", "action"}),
     "set_properties": ({*_BLOB_CONTENT, *_LEASE}, {"comp"}),
     "set_access_control": ({"x-ms-permissions", "x-ms-owner", "x-ms-group", "x-ms-acl", *_LEASE}, {"action", "upn"}),
     "set_access_control_recursive": (_ACCESS, {"action", "mode", "maxrecords", "continuation", "forceflag"}),
     "get_user_delegation_key": (set(), {"restype", "comp"}),
+    "get_service_properties": (set(), {"restype", "comp"}),
+    "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
+    "query": ({*_LEASE, *_CPK}, {"comp"}),
+    "list_deleted_paths": (set(), {"restype", "comp", "showonly", "prefix", "marker", "maxresults"}),
+    "undelete_path": ({"x-ms-undelete-source"}, {"comp"}),
+    "undelete_filesystem": ({"x-ms-deleted-container-name", "x-ms-deleted-container-version"}, {"restype", "comp"}),
+    "set_service_properties": (set(), {"restype", "comp"}),
 }
 
 # Names (or name prefixes) of headers / parameters to the feature they belong to, for the message.
@@ -117,6 +127,7 @@ def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> N
         raise not_implemented(f"the query parameter {_feature(name)} on this operation")
     # Values that select features the emulator does not have.
     if op == "list_filesystems":
-        extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata"}
+        extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata",
+                                                                                                  "deleted"}
         if extra:
             raise not_implemented(f"listing file systems with include={','.join(sorted(extra))}")

@@ -7,7 +7,9 @@ See the package docstring for the operation names.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import hashlib
 import json
 import socket
 import ssl
@@ -21,12 +23,14 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from . import content as cv
+from . import query as qq
 from . import store as st
 from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
 from .features import check_request, not_implemented
 from .persistence import SqlitePersistence
+from .service_props import ServiceProperties
 
 DEFAULT_VERSION = "2026-06-06"
 CONTROL_PREFIX = "/_emulator"
@@ -47,6 +51,7 @@ class Request:
     caller: str = "$superuser"  # the bearer token's object ID, else the account's superuser
     tenant: str = ""  # the bearer token's tenant ID
     scheme_used: str = ""  # sharedkey | sas | bearer
+    sas: dict | None = None  # what the SAS allows, when a SAS authorized the request
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -92,6 +97,8 @@ def classify(req: Request) -> None:
     if req.filesystem is None:
         if comp == "userdelegationkey" and restype == "service" and m == "POST":
             req.op, req.flavor = "get_user_delegation_key", "blob"
+        elif comp == "properties" and restype == "service" and m in ("GET", "PUT"):
+            req.op, req.flavor = ("get_service_properties" if m == "GET" else "set_service_properties"), "blob"
         elif comp == "list" or resource == "account":
             req.op, req.flavor = "list_filesystems", ("blob" if comp == "list" else "dfs")
         else:
@@ -105,7 +112,10 @@ def classify(req: Request) -> None:
             elif comp == "lease":
                 req.op = "filesystem_lease"
             elif comp == "list":
-                req.op = "unknown"
+                req.op = "list_deleted_paths" if (p.get("showonly") or "").lower() == "deleted" and m == "GET" \
+                    else "unknown"
+            elif comp == "undelete":
+                req.op = "undelete_filesystem" if m == "PUT" else "unknown"
             elif m == "PUT":
                 req.op = "create_filesystem"
             elif m in ("GET", "HEAD"):
@@ -114,6 +124,10 @@ def classify(req: Request) -> None:
                 req.op = "delete_filesystem"
             return
         req.flavor = "dfs"
+        if (action or "").lower() in ("setaccesscontrol", "getaccesscontrol") and m in ("PATCH", "HEAD"):
+            # The file system's root directory ("/").
+            req.op = "set_access_control" if m == "PATCH" else "get_properties"
+            return
         req.op = {"PUT": "create_filesystem", "GET": "list_paths", "HEAD": "get_filesystem_properties",
                   "PATCH": "set_filesystem_metadata", "DELETE": "delete_filesystem"}.get(m, "unknown")
         if m == "GET" and resource != "filesystem":
@@ -122,9 +136,14 @@ def classify(req: Request) -> None:
     # A path inside a file system.
     if comp:
         req.flavor = "blob"
-        req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties"}.get(comp, "unknown")
+        req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties",
+                  "expiry": "set_expiry"}.get(comp, "unknown")
         if m != "PUT" and req.op != "unknown":
             req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
+        if comp == "query" and m == "POST":
+            req.op = "query"
+        if comp == "undelete" and m == "PUT":
+            req.op = "undelete_path"
         return
     if m == "PUT":
         req.flavor = "dfs"
@@ -134,6 +153,8 @@ def classify(req: Request) -> None:
             req.op = "create_file"
         elif resource == "directory":
             req.op = "create_directory"
+        elif "x-ms-blob-type" in h:
+            req.op, req.flavor = "put_blob", "blob"
         else:
             req.op, req.flavor = "unknown", "blob"
     elif m == "PATCH":
@@ -164,6 +185,7 @@ class AccountHandlers:
         self.account = account
         self.public_url = ""  # set by the server once the port is known
         self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
+        self.service_properties = ServiceProperties()
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -206,6 +228,7 @@ class AccountHandlers:
             "x-ms-creation-time": http_date(info.created), "x-ms-blob-type": "BlockBlob",
             "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true",
             "x-ms-owner": info.owner, "x-ms-group": info.group, "x-ms-permissions": info.permissions,
+            "x-ms-acl": info.acl,
         }
         for key, name in (("content_encoding", "Content-Encoding"), ("content_language", "Content-Language"),
                           ("content_disposition", "Content-Disposition"), ("cache_control", "Cache-Control"),
@@ -213,6 +236,9 @@ class AccountHandlers:
             if hh.get(key):
                 out[name] = hh[key]
         out.update(info.lease_headers)
+        out.update(encryption_headers(info.encryption, with_context=True))
+        if info.expires_at is not None:
+            out["x-ms-expiry-time"] = http_date(info.expires_at)
         metadata = dict(info.metadata)
         if info.is_dir:
             metadata.setdefault("hdi_isfolder", "true")
@@ -230,7 +256,15 @@ class AccountHandlers:
     def create_filesystem(self, req: Request) -> Response:
         metadata = self.metadata_from(req) if req.flavor == "blob" else st.parse_properties(
             req.header("x-ms-properties"))
-        fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor)
+        deny = (req.header("x-ms-deny-encryption-scope-override") or "false").lower()
+        if deny not in ("true", "false"):
+            raise error(400, "InvalidHeaderValue", "x-ms-deny-encryption-scope-override must be true or false.")
+        scope = req.header("x-ms-default-encryption-scope")
+        if deny == "true" and not scope:
+            raise error(400, "InvalidHeaderValue",
+                        "x-ms-deny-encryption-scope-override needs x-ms-default-encryption-scope.")
+        fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor, default_scope=scope,
+                                          deny_scope_override=deny == "true")
         headers = self.write_headers(fs.etag, fs.last_modified)
         if req.flavor == "dfs":
             headers["x-ms-namespace-enabled"] = "true"
@@ -242,8 +276,8 @@ class AccountHandlers:
         headers.update(info["lease"])
         if req.flavor == "blob":
             headers.update({"x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false",
-                            "x-ms-default-encryption-scope": "$account-encryption-key",
-                            "x-ms-deny-encryption-scope-override": "false"})
+                            "x-ms-default-encryption-scope": info["default_scope"],
+                            "x-ms-deny-encryption-scope-override": str(info["deny_scope_override"]).lower()})
             for k, v in info["metadata"].items():
                 headers[f"x-ms-meta-{k}"] = v
         else:
@@ -292,6 +326,11 @@ class AccountHandlers:
                 headers["x-ms-continuation"] = next_marker
             return Response(200, headers, json.dumps(body).encode())
         include_meta = "metadata" in req.params.get("include", "")
+        if "deleted" in req.params.get("include", "").lower():
+            deleted = self.store.deleted_filesystems(prefix)
+            for d in deleted:
+                d["lease"] = {"x-ms-lease-status": "unlocked", "x-ms-lease-state": "expired"}
+            items = sorted(items + deleted, key=lambda i: (i["name"], i.get("version", "")))
         parts = [f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
                  f'ServiceEndpoint="{escape(self.public_url)}/">']
         if prefix:
@@ -303,17 +342,21 @@ class AccountHandlers:
         parts.append("<Containers>")
         for i in items:
             lease = i["lease"]
+            deleted_part = (f"<Deleted>true</Deleted><Version>{i['version']}</Version>" if "version" in i else "")
+            deleted_props = (f"<DeletedTime>{http_date(i['deleted_time'])}</DeletedTime>"
+                             f"<RemainingRetentionDays>{i['remaining_days']}</RemainingRetentionDays>"
+                             if "version" in i else "")
             parts.append(
-                f"<Container><Name>{escape(i['name'])}</Name><Properties>"
+                f"<Container><Name>{escape(i['name'])}</Name>{deleted_part}<Properties>"
                 f"<Last-Modified>{http_date(i['last_modified'])}</Last-Modified><Etag>{escape(i['etag'])}</Etag>"
                 f"<LeaseStatus>{lease['x-ms-lease-status']}</LeaseStatus>"
                 f"<LeaseState>{lease['x-ms-lease-state']}</LeaseState>"
                 + (f"<LeaseDuration>{lease['x-ms-lease-duration']}</LeaseDuration>"
                    if "x-ms-lease-duration" in lease else "")
-                + "<DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope>"
-                "<DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride>"
+                + f"<DefaultEncryptionScope>{escape(i['default_scope'])}</DefaultEncryptionScope>"
+                f"<DenyEncryptionScopeOverride>{str(i['deny_scope_override']).lower()}</DenyEncryptionScopeOverride>"
                 "<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
-                "</Properties>")
+                + deleted_props + "</Properties>")
             if include_meta:
                 parts.append("<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in i["metadata"].items())
                              + "</Metadata>")
@@ -333,13 +376,23 @@ class AccountHandlers:
             raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
         version = req.header("x-ms-version") or DEFAULT_VERSION
         oid, tid = req.caller, req.tenant
+        delegated_tid = _xml_value(text, "DelegatedUserTid")
         value = self.key_deriver(oid, tid, start, expiry, version)
         body = ('<?xml version="1.0" encoding="utf-8"?><UserDelegationKey>'
                 f"<SignedOid>{escape(oid)}</SignedOid><SignedTid>{escape(tid)}</SignedTid>"
                 f"<SignedStart>{escape(start)}</SignedStart><SignedExpiry>{escape(expiry)}</SignedExpiry>"
                 f"<SignedService>b</SignedService><SignedVersion>{escape(version)}</SignedVersion>"
-                f"<Value>{value}</Value></UserDelegationKey>")
+                + (f"<SignedDelegatedUserTid>{escape(delegated_tid)}</SignedDelegatedUserTid>"
+                   if delegated_tid else "")
+                + f"<Value>{value}</Value></UserDelegationKey>")
         return Response(200, {"Content-Type": "application/xml"}, body.encode())
+
+    def get_service_properties(self, req: Request) -> Response:
+        return Response(200, {"Content-Type": "application/xml"}, self.service_properties.xml())
+
+    def set_service_properties(self, req: Request) -> Response:
+        self.service_properties.set(req.body)
+        return Response(202)
 
     # -- paths ------------------------------------------------------------------------------
     def _create(self, req: Request, kind: str) -> Response:
@@ -350,9 +403,11 @@ class AccountHandlers:
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
             permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
             owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
-            caller=req.caller)
+            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind),
+            expiry=create_expiry(req, kind))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
         return Response(201, headers)
 
     def create_file(self, req: Request) -> Response:
@@ -361,13 +416,36 @@ class AccountHandlers:
     def create_directory(self, req: Request) -> Response:
         return self._create(req, "directory")
 
+    def put_blob(self, req: Request) -> Response:
+        """Put Blob (Blob endpoint): the whole file in one request; with ``If-None-Match: *`` it fails
+        409 ``BlobAlreadyExists`` when the path exists. Only block blobs (what an HNS file is)."""
+        blob_type = req.header("x-ms-blob-type") or ""
+        if blob_type != "BlockBlob":
+            raise not_implemented(f"Put Blob of x-ms-blob-type {blob_type!r} (only BlockBlob)")
+        data, validation = self.validated_body(req)
+        info = self.store.put_blob(
+            req.filesystem, req.path, data, conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
+            metadata=self.metadata_from(req), http_headers=self.http_headers_from(req, "x-ms-blob-"),
+            caller=req.caller)
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers["Content-MD5"] = cv.md5_b64(data)
+        headers.update({k: v for k, v in validation.items() if k != "Content-MD5"})
+        return Response(201, headers)
+
+    def check_encryption(self, req: Request) -> None:
+        """The customer-provided key a request carries must be the one the path is encrypted with."""
+        enc = self.store.encryption_of(req.filesystem, req.path)
+        if enc is not None:
+            check_customer_key(req, enc)
+
     def get_properties(self, req: Request) -> Response:
+        if (req.params.get("action") or "").lower() != "getaccesscontrol":
+            self.check_encryption(req)
         info = self.store.get_path(req.filesystem, req.path, self.conditions(req), req.flavor,
                                    req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
         headers["Content-Length"] = str(info.length)
-        if (req.params.get("action") or "").lower() == "getaccesscontrol":
-            headers["x-ms-acl"] = info.acl
         return Response(200, headers)
 
     def read(self, req: Request) -> Response:
@@ -382,6 +460,7 @@ class AccountHandlers:
         if structured is not None and structured.strip().lower().replace(" ", "") != \
                 cv.SM_V1_CRC64.lower().replace(" ", ""):
             raise error(400, "InvalidHeaderValue", f"x-ms-structured-body {structured!r} is not supported.")
+        self.check_encryption(req)
         info, data, first, last = self.store.read(req.filesystem, req.path, start, end, self.conditions(req),
                                                   req.header("x-ms-lease-id"))
         headers = self.path_headers(info, req)
@@ -405,13 +484,14 @@ class AccountHandlers:
         if position is None:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         flush = req.flag("flush")
+        self.check_encryption(req)
         data, validation = self.validated_body(req)
         info, extra = self.store.append(
             req.filesystem, req.path, position, data, lease_id=req.header("x-ms-lease-id"),
             lease_action=req.header("x-ms-lease-action"), proposed_lease_id=req.header("x-ms-proposed-lease-id"),
             lease_duration=self.lease_duration(req), flush=flush, close=req.flag("close"),
             http_headers=self.http_headers_from(req, "x-ms-") if flush else None)
-        headers = {"x-ms-request-server-encrypted": "true", **validation}
+        headers = {"x-ms-request-server-encrypted": "true", **validation, **encryption_headers(info.encryption)}
         if flush:
             headers.update(self.write_headers(info.etag, info.last_modified))
         headers.update(extra)
@@ -442,6 +522,7 @@ class AccountHandlers:
             raise error(400, "InvalidQueryParameterValue", "position is required.")
         if req.body:
             raise error(400, "InvalidRequestBody", "A flush request must not have a body.")
+        self.check_encryption(req)
         info, extra = self.store.flush(
             req.filesystem, req.path, position, retain=req.flag("retainUncommittedData"), close=req.flag("close"),
             conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"),
@@ -449,13 +530,69 @@ class AccountHandlers:
             lease_duration=self.lease_duration(req), http_headers=self.http_headers_from(req, "x-ms-"))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
         headers.update(extra)
         return Response(200, headers)
 
     def delete(self, req: Request) -> Response:
-        self.store.delete_path(req.filesystem, req.path, recursive=req.flag("recursive"),
-                               conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
-        return Response(200, {"x-ms-delete-type-permanent": "true"})
+        deletion_id = self.store.delete_path(
+            req.filesystem, req.path, recursive=req.flag("recursive"), conditions=self.conditions(req),
+            lease_id=req.header("x-ms-lease-id"), soft_delete_days=self.service_properties.delete_retention_days())
+        if deletion_id is None:
+            return Response(200, {"x-ms-delete-type-permanent": "true"})
+        return Response(200, {"x-ms-deletion-id": deletion_id})
+
+    def list_deleted_paths(self, req: Request) -> Response:
+        items = self.store.deleted_paths(req.filesystem, req.params.get("prefix", ""))
+        marker = req.params.get("marker")
+        if marker:
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(marker.encode())))
+            except ValueError as exc:
+                raise error(400, "InvalidQueryParameterValue", "marker is not one this listing gave.") from exc
+            start = (st.sort_key(after[0]), after[1])
+            items = [i for i in items if (st.sort_key(i["name"]), i["deletion_id"]) >= start]
+        limit = _int(req.params.get("maxresults"), "maxresults", 5000) or 5000
+        next_marker = base64.urlsafe_b64encode(json.dumps([items[limit]["name"], items[limit]["deletion_id"]])
+                                               .encode()).decode() if len(items) > limit else ""
+        parts = ['<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
+                 f'ServiceEndpoint="{escape(self.public_url)}/" ContainerName="{escape(req.filesystem)}">']
+        for name in ("prefix", "marker", "maxresults"):
+            if req.params.get(name):
+                tag = {"prefix": "Prefix", "marker": "Marker", "maxresults": "MaxResults"}[name]
+                parts.append(f"<{tag}>{escape(req.params[name])}</{tag}>")
+        parts.append("<Blobs>")
+        for i in items[:limit]:
+            info = i["info"]
+            parts.append(
+                f"<Blob><Name>{escape(i['name'])}</Name><Deleted>true</Deleted><DeletionId>{i['deletion_id']}"
+                f"</DeletionId><Properties><Creation-Time>{http_date(info.created)}</Creation-Time>"
+                f"<Last-Modified>{http_date(info.last_modified)}</Last-Modified><Etag>{escape(info.etag)}</Etag>"
+                f"<Content-Length>{info.length}</Content-Length><ResourceType>{info.kind}</ResourceType>"
+                f"<DeletedTime>{http_date(i['deleted_time'])}</DeletedTime>"
+                f"<RemainingRetentionDays>{i['remaining_days']}</RemainingRetentionDays></Properties></Blob>")
+        parts.append("</Blobs>")
+        parts.append(f"<NextMarker>{escape(next_marker)}</NextMarker>" if next_marker else "<NextMarker />")
+        parts.append("</EnumerationResults>")
+        return Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
+
+    def undelete_path(self, req: Request) -> Response:
+        source = req.header("x-ms-undelete-source") or req.path
+        source_path, _, query = source.partition("?")
+        deletion_id = dict(parse_query(query)).get("deletionid")
+        if normalize_source(source_path) != req.path:
+            raise error(400, "InvalidHeaderValue", "x-ms-undelete-source must name the path of the request.")
+        info = self.store.undelete_path(req.filesystem, req.path, deletion_id)
+        return Response(200, {"x-ms-resource-type": info.kind, "x-ms-creation-time": http_date(info.created)})
+
+    def undelete_filesystem(self, req: Request) -> Response:
+        name = req.header("x-ms-deleted-container-name")
+        version = req.header("x-ms-deleted-container-version")
+        if not name or not version:
+            raise error(400, "MissingRequiredHeader",
+                        "x-ms-deleted-container-name and x-ms-deleted-container-version are required.")
+        fs = self.store.undelete_filesystem(name, version, req.filesystem)
+        return Response(201, self.write_headers(fs.etag, fs.last_modified))
 
     def rename(self, req: Request) -> Response:
         source = req.header("x-ms-rename-source") or ""
@@ -479,11 +616,16 @@ class AccountHandlers:
         paths = []
         for info in infos:
             entry = {"contentLength": str(info.length), "creationTime": st.filetime(info.created),
-                     "etag": info.etag.strip('"'), "expiryTime": "0", "group": info.group,
+                     "etag": info.etag.strip('"'), "group": info.group,
+                     "expiryTime": st.filetime(info.expires_at) if info.expires_at is not None else "0",
                      "lastModified": http_date(info.last_modified), "name": info.name, "owner": info.owner,
                      "permissions": info.permissions}
             if info.is_dir:
                 entry["isDirectory"] = "true"
+            if info.encryption.get("scope"):
+                entry["EncryptionScope"] = info.encryption["scope"]
+            if info.encryption.get("context"):
+                entry["EncryptionContext"] = info.encryption["context"]
             paths.append(dict(sorted(entry.items())))
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token:
@@ -491,17 +633,50 @@ class AccountHandlers:
         return Response(200, headers, json.dumps({"paths": paths}).encode())
 
     def set_metadata(self, req: Request) -> Response:
+        self.check_encryption(req)
         if req.flavor == "dfs":  # PATCH ?action=setProperties
             metadata = st.parse_properties(req.header("x-ms-properties"))
         else:
             metadata = self.metadata_from(req)
         info = self.store.set_path_metadata(req.filesystem, req.path, metadata, conditions=self.conditions(req),
                                             lease_id=req.header("x-ms-lease-id"), flavor=req.flavor)
-        return Response(200, self.write_headers(info.etag, info.last_modified))
+        headers = self.write_headers(info.etag, info.last_modified)
+        headers["x-ms-request-server-encrypted"] = "true"
+        headers.update(encryption_headers(info.encryption))
+        return Response(200, headers)
 
     def set_properties(self, req: Request) -> Response:
         info = self.store.set_path_http_headers(req.filesystem, req.path, self.http_headers_from(req, "x-ms-blob-"),
                                                 conditions=self.conditions(req), lease_id=req.header("x-ms-lease-id"))
+        return Response(200, self.write_headers(info.etag, info.last_modified))
+
+    def query(self, req: Request) -> Response:
+        parsed = qq.parse_request(req.body)
+        self.check_encryption(req)
+        info, data, _, _ = self.store.read(req.filesystem, req.path, None, None, self.conditions(req),
+                                           req.header("x-ms-lease-id"))
+        headers = self.path_headers(info, req)
+        headers["Content-Type"] = "avro/binary"
+        for name in ("Content-MD5", "Content-Encoding", "Content-Language", "Content-Disposition", "Cache-Control"):
+            headers.pop(name, None)
+        return Response(200, headers, qq.run(parsed, data))
+
+    def set_expiry(self, req: Request) -> Response:
+        option = (req.header("x-ms-expiry-option") or "").lower()
+        value = req.header("x-ms-expiry-time")
+        relative = None
+        expiry: float | None = None
+        if option == "neverexpire":
+            if value:
+                raise error(400, "InvalidHeaderValue", "NeverExpire takes no x-ms-expiry-time.")
+        elif option == "relativetocreation":
+            relative = _expiry_ms(value) / 1000
+        elif option in ("relativetonow", "absolute"):
+            expiry = _expiry_at(option, value)
+        else:
+            raise error(400, "InvalidHeaderValue", "x-ms-expiry-option must be RelativeToCreation, RelativeToNow, "
+                        "Absolute or NeverExpire.")
+        info = self.store.set_expiry(req.filesystem, req.path, expiry, relative, req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
     def set_access_control(self, req: Request) -> Response:
@@ -540,7 +715,124 @@ class AccountHandlers:
         raise not_implemented(f"the request {req.method} {req.raw_path}?{req.query}")
 
 
+def _expiry_ms(value: str | None) -> int:
+    try:
+        ms = int(value or "")
+    except ValueError as exc:
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time must be a number of milliseconds.") from exc
+    if ms < 0:
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time must not be negative.")
+    return ms
+
+
+def _expiry_at(option: str, value: str | None) -> float:
+    """Epoch seconds for ``RelativeToNow`` (milliseconds) or ``Absolute`` (an HTTP date in the future)."""
+    if option == "relativetonow":
+        return time.time() + _expiry_ms(value) / 1000
+    when = parse_http_date(value)
+    if when is None:
+        raise error(400, "InvalidHeaderValue", "Absolute needs x-ms-expiry-time.")
+    if when <= time.time():
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-time is in the past.")
+    return when
+
+
+def create_expiry(req: Request, kind: str) -> float | None:
+    """The expiry a Path - Create asks for (files only): RelativeToNow, Absolute or NeverExpire."""
+    option = (req.header("x-ms-expiry-option") or "").lower()
+    if not option and req.header("x-ms-expiry-time") is None:
+        return None
+    if kind != "file":
+        raise error(400, "InvalidHeaderValue", "An expiry time applies to files only.")
+    if option == "neverexpire":
+        return None
+    if option not in ("relativetonow", "absolute"):
+        raise error(400, "InvalidHeaderValue", "x-ms-expiry-option on create must be RelativeToNow, Absolute "
+                    "or NeverExpire.")
+    return _expiry_at(option, req.header("x-ms-expiry-time"))
+
+
+def customer_key_sha256(req: Request) -> str | None:
+    """The SHA-256 (base64) of the request's customer-provided key, after checking its headers."""
+    key = req.header("x-ms-encryption-key")
+    sha = req.header("x-ms-encryption-key-sha256")
+    algorithm = req.header("x-ms-encryption-algorithm")
+    if key is None and sha is None and algorithm is None:
+        return None
+    if key is None or sha is None or algorithm is None:
+        raise error(400, "MissingRequiredHeader", "A customer-provided key needs x-ms-encryption-key, "
+                    "x-ms-encryption-key-sha256 and x-ms-encryption-algorithm.")
+    if algorithm != "AES256":
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-algorithm must be AES256.")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError as exc:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key must be base64.") from exc
+    if len(raw) != 32:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key must be a 256-bit key.")
+    if base64.b64encode(hashlib.sha256(raw).digest()).decode() != sha:
+        raise error(400, "InvalidHeaderValue", "x-ms-encryption-key-sha256 is not the SHA-256 of the key.")
+    return sha
+
+
+def check_customer_key(req: Request, enc: dict[str, str]) -> None:
+    given, used = customer_key_sha256(req), enc.get("key_sha256")
+    if used and not given:
+        raise error(409, "BlobUsesCustomerSpecifiedEncryption",
+                    "The blob is encrypted with customer specified encryption, but it was not provided in the request.")
+    if used and given != used:
+        raise error(409, "BlobUsesCustomerSpecifiedEncryption",
+                    "The given customer-provided key is not the key the blob is encrypted with.")
+    if given and not used:
+        raise error(409, "BlobDoesNotUseCustomerSpecifiedEncryption",
+                    "The blob is not encrypted with customer specified encryption.")
+
+
+def new_path_encryption(req: Request, fs: st.FileSystem, kind: str) -> dict[str, str]:
+    """How a path created by ``req`` in ``fs`` is encrypted (its encryption scope, customer key and context)."""
+    enc: dict[str, str] = {}
+    scope = req.header("x-ms-encryption-scope")
+    sas_scope = (req.sas or {}).get("ses") or None
+    if scope and sas_scope and scope != sas_scope:
+        raise error(403, "AuthorizationFailure", "The encryption scope of the request is not the SAS's (ses).")
+    scope = scope or sas_scope
+    if scope and fs.deny_scope_override and scope != fs.default_scope:
+        raise error(409, "EncryptionScopeOverrideNotAllowed",
+                    "The file system does not allow another encryption scope than its default.")
+    scope = scope or fs.default_scope
+    key_sha = customer_key_sha256(req)
+    if key_sha and scope != st.ACCOUNT_KEY_SCOPE:
+        raise error(409, "EncryptionScopeOverrideNotAllowed" if not req.header("x-ms-encryption-scope")
+                    else "InvalidHeaderValue",
+                    "A customer-provided key cannot be used together with an encryption scope.")
+    if scope != st.ACCOUNT_KEY_SCOPE:
+        enc["scope"] = scope
+    if key_sha:
+        enc["key_sha256"] = key_sha
+    context = req.header("x-ms-encryption-context")
+    if context is not None:
+        if kind != "file":
+            raise error(400, "InvalidHeaderValue", "x-ms-encryption-context applies to files only.")
+        enc["context"] = context
+    return enc
+
+
+def encryption_headers(enc: dict[str, str], with_context: bool = False) -> dict[str, str]:
+    out = {}
+    if enc.get("key_sha256"):
+        out["x-ms-encryption-key-sha256"] = enc["key_sha256"]
+    if enc.get("scope"):
+        out["x-ms-encryption-scope"] = enc["scope"]
+    if with_context and enc.get("context"):
+        out["x-ms-encryption-context"] = enc["context"]
+    return out
+
+
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
+
+
+def normalize_source(path: str) -> str:
+    return st.normalize_path(unquote(path))
 
 
 def _xml_value(text: str, tag: str) -> str | None:
@@ -568,10 +860,12 @@ def _parse_range(value: str) -> tuple[int, int | None]:
 class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
 
-    def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY):
+    def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY,
+                 filesystem_soft_delete_days: int | None = None):
         self.account = account
         self.persistence = SqlitePersistence(data_dir) if data_dir else None
         self.store = st.Store(self.persistence)
+        self.store.filesystem_soft_delete_days = filesystem_soft_delete_days
         self.auth = Authenticator(account, key)
         self.faults = FaultRegistry()
         self.stats = Stats()
@@ -605,6 +899,7 @@ class Emulator:
                 raise error(400, "InvalidUri", f"Unknown account {account!r}; this emulator serves {self.account!r}.")
             req.scheme_used, req.caller, sas = self.auth.check(req.method, req.raw_path, req.query, req.headers,
                                                                self.scheme)
+            req.sas = sas
             if req.scheme_used == "bearer":
                 req.tenant = self.auth.tenant_of(req.headers)
             check_request(req.op, req.headers, req.params)
@@ -679,23 +974,35 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request's body; None when the client went away before sending all of it (the service
+        never applies a request whose body it did not receive whole)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline().strip():
                         pass
                     break
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    return None
+                chunks.append(chunk)
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _dispatch(self) -> None:
         body = self._read_body()
+        if body is None:  # a truncated request (the client died or gave up): nothing is applied
+            self.close_connection = True
+            return
         if self.path.startswith(CONTROL_PREFIX + "/") or self.path == CONTROL_PREFIX:
             resp = self.emulator.control(self.command, self.path.split("?", 1)[0], body)
             self._send(resp, self.headers.get("x-ms-version"))
@@ -802,10 +1109,10 @@ class RunningEmulator:
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
                     account: str = DEV_ACCOUNT, tls_cert: str | None = None,
-                    tls_key: str | None = None) -> RunningEmulator:
+                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None) -> RunningEmulator:
     """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
 
     With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials).
     """
-    emulator = Emulator(account=account, data_dir=data_dir)
+    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days)
     return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

@@ -25,12 +25,13 @@ the same condition (e.g. ``FilesystemNotFound`` vs ``ContainerNotFound``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import acl as acls
 from .errors import StorageError, error
@@ -229,6 +230,9 @@ def _check_duration(duration: int) -> None:
         raise error(400, "InvalidHeaderValue", "x-ms-lease-duration must be -1 or between 15 and 60.")
 
 
+ACCOUNT_KEY_SCOPE = "$account-encryption-key"
+
+
 @dataclass
 class Node:
     """A file or a directory. ``data`` is the committed content; ``uncommitted`` holds appended
@@ -248,6 +252,10 @@ class Node:
     owner: str = "$superuser"
     group: str = "$superuser"
     lease: Lease = field(default_factory=Lease)
+    # How the path is encrypted: "scope" (an encryption scope other than the account key),
+    # "key_sha256" (a customer-provided key), "context" (x-ms-encryption-context, files).
+    encryption: dict[str, str] = field(default_factory=dict)
+    expiry: float | None = None  # files: when the file is deleted (set with x-ms-expiry-*)
 
     @property
     def is_dir(self) -> bool:
@@ -266,7 +274,8 @@ class Node:
             "kind": self.kind, "etag": self.etag, "last_modified": self.last_modified,
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
             "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
-            "group": self.group, "lease": self.lease.to_dict(),
+            "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
+            "expiry": self.expiry,
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -279,7 +288,8 @@ class Node:
             acl=meta.get("acl") or acls.base((meta.get("permissions") or "rw-r-----")[:9]),
             default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
             owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
-            lease=Lease.from_dict(meta["lease"]),
+            lease=Lease.from_dict(meta["lease"]), encryption=dict(meta.get("encryption") or {}),
+            expiry=meta.get("expiry"),
         )
 
 
@@ -292,16 +302,33 @@ class FileSystem:
     metadata: dict[str, str] = field(default_factory=dict)
     lease: Lease = field(default_factory=Lease)
     nodes: dict[str, Node] = field(default_factory=dict)
+    default_scope: str = ACCOUNT_KEY_SCOPE
+    deny_scope_override: bool = False
+    expiring: bool = True  # some file may have an expiry time (checked, then kept exact, by the store)
+    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}} (in memory only).
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+    # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
+    root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
+                                                    created=time.time(), acl=acls.base("rwxr-x---")))
+
+    def implicit_encryption(self) -> dict[str, str]:
+        """Directories made on the way to a new path are encrypted with the file system's default scope."""
+        return {} if self.default_scope == ACCOUNT_KEY_SCOPE else {"scope": self.default_scope}
 
     def to_meta(self) -> dict[str, Any]:
         return {"name": self.name, "etag": self.etag, "last_modified": self.last_modified,
-                "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict()}
+                "created": self.created, "metadata": self.metadata, "lease": self.lease.to_dict(),
+                "default_scope": self.default_scope, "deny_scope_override": self.deny_scope_override,
+                "root": self.root.to_record()[0]}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "FileSystem":
         return cls(name=meta["name"], etag=meta["etag"], last_modified=meta["last_modified"],
                    created=meta["created"], metadata=dict(meta["metadata"]),
-                   lease=Lease.from_dict(meta["lease"]))
+                   lease=Lease.from_dict(meta["lease"]),
+                   default_scope=meta.get("default_scope", ACCOUNT_KEY_SCOPE),
+                   deny_scope_override=meta.get("deny_scope_override", False),
+                   **({"root": Node.from_record(meta["root"], b"", [])} if meta.get("root") else {}))
 
 
 @dataclass
@@ -322,10 +349,21 @@ class PathInfo:
     group: str = "$superuser"
     acl: str = ""
     expires_at: float | None = None
+    encryption: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_dir(self) -> bool:
         return self.kind == "directory"
+
+
+_last_stamp = 0
+
+
+def _deletion_stamp() -> str:
+    """A deletion ID / deleted version: increasing 100-ns ticks (the service's look)."""
+    global _last_stamp
+    _last_stamp = max(_last_stamp + 1, time.time_ns() // 100)
+    return str(_last_stamp)
 
 
 def normalize_path(path: str) -> str:
@@ -333,7 +371,7 @@ def normalize_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _sort_key(path: str) -> tuple[str, ...]:
+def sort_key(path: str) -> tuple[str, ...]:
     """Listing order: depth-first by path components (``dir1``, ``dir1/x``, ``dir1-a``)."""
     return tuple(path.split("/"))
 
@@ -367,6 +405,9 @@ class Store:
         self._lock = threading.RLock()
         self._fs: dict[str, FileSystem] = {}
         self._persistence = persistence
+        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days); in memory only.
+        self._deleted_fs: dict[tuple[str, str], tuple[FileSystem, float, int]] = {}
+        self.filesystem_soft_delete_days: int | None = None  # an account setting (management plane)
         if persistence is not None:
             self._fs = persistence.load()
 
@@ -386,13 +427,15 @@ class Store:
                 self._persistence.save_node(fs.name, path, node)
 
     # ------------------------------------------------------------------ file systems
-    def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob") -> FileSystem:
+    def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob",
+                          default_scope: str | None = None, deny_scope_override: bool = False) -> FileSystem:
         with self._lock:
             if name in self._fs:
                 raise error(409, "ContainerAlreadyExists" if flavor == "blob" else "FilesystemAlreadyExists")
             now = time.time()
             fs = FileSystem(name=name, etag=new_etag(), last_modified=now, created=now,
-                            metadata=dict(metadata or {}))
+                            metadata=dict(metadata or {}), default_scope=default_scope or ACCOUNT_KEY_SCOPE,
+                            deny_scope_override=deny_scope_override)
             self._fs[name] = fs
             self._save_fs(fs)
             return fs
@@ -401,7 +444,35 @@ class Store:
         fs = self._fs.get(name)
         if fs is None:
             raise error(404, "ContainerNotFound" if flavor == "blob" else "FilesystemNotFound")
+        if fs.expiring:
+            self._delete_expired(fs)
         return fs
+
+    def _delete_expired(self, fs: FileSystem) -> None:
+        """Files whose expiry time has passed are gone (checked whenever their file system is used)."""
+        now = time.time()
+        gone = [p for p, n in fs.nodes.items() if n.expiry is not None and n.expiry <= now]
+        for path in gone:
+            del fs.nodes[path]
+        self._save_nodes(fs, gone)
+        fs.expiring = any(n.expiry is not None for n in fs.nodes.values())
+
+    def set_expiry(self, fs_name: str, path: str, expiry: float | None, relative_to_creation: float | None = None,
+                   lease_id: str | None = None) -> PathInfo:
+        """Set Blob Expiry: ``expiry`` (epoch seconds, None = never), or ``relative_to_creation`` seconds."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound")
+            if node.is_dir:
+                raise error(400, "InvalidHeaderValue", "An expiry time applies to files only.")
+            node.lease.check_write(lease_id, "blob")
+            if relative_to_creation is not None:
+                expiry = node.created + relative_to_creation
+            node.expiry = expiry
+            fs.expiring = fs.expiring or expiry is not None
+            self._save_nodes(fs, [path])
+            return self._info(path, node)
 
     def filesystem_info(self, name: str, flavor: str = "blob", lease_id: str | None = None) -> dict[str, Any]:
         with self._lock:
@@ -409,7 +480,8 @@ class Store:
             if lease_id:
                 fs.lease.check_write(lease_id, "blob")
             return {"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
-                    "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+                    "metadata": dict(fs.metadata), "lease": fs.lease.headers(), "default_scope": fs.default_scope,
+                    "deny_scope_override": fs.deny_scope_override}
 
     def delete_filesystem(self, name: str, conditions: Conditions | None = None,
                           lease_id: str | None = None, flavor: str = "blob") -> None:
@@ -422,6 +494,42 @@ class Store:
             del self._fs[name]
             if self._persistence is not None:
                 self._persistence.delete_filesystem(name)
+            if self.filesystem_soft_delete_days:
+                self._deleted_fs[(name, _deletion_stamp())] = (fs, time.time(), self.filesystem_soft_delete_days)
+
+    def _purge_deleted_filesystems(self) -> None:
+        now = time.time()
+        for key, (_, when, days) in list(self._deleted_fs.items()):
+            if when + days * 86400 <= now:
+                del self._deleted_fs[key]
+
+    def deleted_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
+        with self._lock:
+            self._purge_deleted_filesystems()
+            return [{"name": name, "version": version, "etag": fs.etag, "last_modified": fs.last_modified,
+                     "metadata": dict(fs.metadata), "deleted_time": when,
+                     "remaining_days": max(0, int((when + days * 86400 - time.time()) // 86400)),
+                     "default_scope": fs.default_scope, "deny_scope_override": fs.deny_scope_override}
+                    for (name, version), (fs, when, days) in sorted(self._deleted_fs.items())
+                    if name.startswith(prefix)]
+
+    def undelete_filesystem(self, name: str, version: str, new_name: str) -> FileSystem:
+        """Restore a soft-deleted file system (with its paths) as ``new_name``."""
+        with self._lock:
+            self._purge_deleted_filesystems()
+            entry = self._deleted_fs.get((name, version))
+            if entry is None:
+                raise error(404, "ContainerNotFound", "There is no deleted file system with this name and version.")
+            if new_name in self._fs:
+                raise error(409, "ContainerAlreadyExists")
+            fs = entry[0]
+            del self._deleted_fs[(name, version)]
+            fs.name = new_name
+            fs.lease = Lease()
+            self._fs[new_name] = fs
+            self._save_fs(fs)
+            self._save_nodes(fs, list(fs.nodes))
+            return fs
 
     def set_filesystem_metadata(self, name: str, metadata: dict[str, str], lease_id: str | None = None,
                                 conditions: Conditions | None = None, flavor: str = "blob") -> FileSystem:
@@ -439,7 +547,8 @@ class Store:
     def list_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
             return [{"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
-                     "metadata": dict(fs.metadata), "lease": fs.lease.headers()}
+                     "metadata": dict(fs.metadata), "lease": fs.lease.headers(), "default_scope": fs.default_scope,
+                     "deny_scope_override": fs.deny_scope_override}
                     for name, fs in sorted(self._fs.items()) if name.startswith(prefix)]
 
     def filesystem_lease(self, name: str, action: str, lease_id: str | None, proposed_id: str | None,
@@ -452,6 +561,8 @@ class Store:
 
     # ------------------------------------------------------------------ paths: helpers
     def _node(self, fs: FileSystem, path: str, missing_code: str = "PathNotFound") -> Node:
+        if path == "":
+            return fs.root
         node = fs.nodes.get(path)
         if node is None:
             raise error(404, missing_code)
@@ -462,7 +573,8 @@ class Store:
                         created=node.created, length=len(node.data), metadata=dict(node.metadata),
                         http_headers=dict(node.http_headers), permissions=node.permissions,
                         lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
-                        acl=acls.format_acl(node.acl, node.default_acl))
+                        acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption),
+                        expires_at=node.expiry)
 
     def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
@@ -471,11 +583,11 @@ class Store:
             node = fs.nodes.get(parent)
             if node is None:
                 now = time.time()
-                grand = fs.nodes.get(parent.rsplit("/", 1)[0]) if "/" in parent else None
+                grand = fs.nodes.get(parent.rsplit("/", 1)[0]) if "/" in parent else fs.root
                 access, default = acls.inherit(grand.default_acl if grand else [], "rwxrwxrwx",
                                                acls.parse_umask(None), True)
                 fs.nodes[parent] = Node(kind="directory", etag=new_etag(), last_modified=now, created=now,
-                                        acl=access, default_acl=default,
+                                        acl=access, default_acl=default, encryption=fs.implicit_encryption(),
                                         owner=owner, group=grand.group if grand else "$superuser")
                 changed.append(parent)
             elif not node.is_dir:
@@ -491,9 +603,13 @@ class Store:
                     http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
                     lease_duration: int | None = None, permissions: str | None = None,
                     umask: str | None = None, owner: str | None = None, group: str | None = None,
-                    acl: str | None = None, caller: str = "$superuser") -> PathInfo:
+                    acl: str | None = None, caller: str = "$superuser",
+                    encryption: "Callable[[FileSystem], dict[str, str]] | None" = None,
+                    expiry: float | None = None) -> PathInfo:
+        """``encryption(fs)`` gives the new path's encryption (it may refuse by raising)."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
+            enc = encryption(fs) if encryption else {}
             path = normalize_path(path)
             if not path:
                 raise error(400, "InvalidResourceName", "The path is empty.")
@@ -518,7 +634,7 @@ class Store:
                 raise error(400, "InvalidAccessControlList", "A file cannot have a default ACL.")
             changed: list[str] = [path]
             self._ensure_parents(fs, path, changed, caller)
-            parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else None
+            parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else fs.root
             access, default = acls.inherit(parent.default_acl if parent else [], mode, umask9, kind == "directory")
             if given_access:
                 access = acls.check_access(given_access)
@@ -536,9 +652,13 @@ class Store:
                         node.default_acl = default
                 node.owner = owner or node.owner
                 node.group = group or node.group
+                node.encryption = enc
                 node.touch()
             else:
-                node = Node(kind=kind, etag=new_etag(), last_modified=now, created=now,
+                if expiry is not None:
+                    fs.expiring = True
+                node = Node(kind=kind, encryption=enc, expiry=expiry, etag=new_etag(), last_modified=now,
+                            created=now,
                             metadata=dict(metadata or {}), http_headers=dict(http_headers or {}),
                             acl=access, default_acl=default, sticky=sticky,
                             owner=owner or caller, group=group or (parent.group if parent else "$superuser"),
@@ -554,6 +674,61 @@ class Store:
                 changed.append(path.rsplit("/", 1)[0])
             self._save_nodes(fs, changed)
             return self._info(path, node)
+
+    def put_blob(self, fs_name: str, path: str, data: bytes, *, conditions: Conditions | None = None,
+                 lease_id: str | None = None, metadata: dict[str, str] | None = None,
+                 http_headers: dict[str, str] | None = None, caller: str = "$superuser") -> PathInfo:
+        """Put Blob of a block blob: create the file, or replace a file's content, in one request.
+
+        ``If-None-Match: *`` on an existing path: 409 ``BlobAlreadyExists`` (what the service and the
+        SDK's ``upload_blob(overwrite=False)`` report); other conditions: 412 ``ConditionNotMet``. A
+        leased file needs its lease id. Parent directories are created as for a dfs create; an
+        existing file keeps its ACL, owner and lease, and loses uncommitted appends."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            if not path:
+                raise error(400, "InvalidResourceName", "The path is empty.")
+            existing = fs.nodes.get(path)
+            conditions = conditions or Conditions()
+            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
+                raise error(409, "BlobAlreadyExists", "The specified blob already exists.")
+            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            if existing is not None and existing.is_dir:
+                raise error(409, "PathConflict")
+            if existing is not None:
+                existing.lease.check_write(lease_id, "blob")
+            elif lease_id:
+                raise error(412, "LeaseNotPresentWithBlobOperation")
+            headers = dict(http_headers or {})
+            if not headers.get("content_md5"):
+                headers["content_md5"] = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+            changed: list[str] = [path]
+            self._ensure_parents(fs, path, changed, caller)
+            now = time.time()
+            if existing is not None:
+                node = existing
+                node.metadata, node.http_headers = dict(metadata or {}), headers
+            else:
+                parent = fs.nodes.get(path.rsplit("/", 1)[0]) if "/" in path else None
+                access, default = acls.inherit(parent.default_acl if parent else [], "rw-rw-rw-",
+                                               acls.parse_umask(None), False)
+                node = Node(kind="file", etag=new_etag(), last_modified=now, created=now,
+                            metadata=dict(metadata or {}), http_headers=headers, acl=access, default_acl=default,
+                            owner=caller, group=parent.group if parent else "$superuser")
+                fs.nodes[path] = node
+            node.data = bytearray(data)
+            node.uncommitted = []
+            node.touch()
+            self._save_nodes(fs, changed)
+            return self._info(path, node)
+
+    def encryption_of(self, fs_name: str, path: str) -> dict[str, str] | None:
+        """The path's encryption, or None when there is no such path (the operation then says so)."""
+        with self._lock:
+            fs = self._fs.get(fs_name)
+            node = fs.nodes.get(normalize_path(path)) if fs else None
+            return None if node is None else dict(node.encryption)
 
     def get_path(self, fs_name: str, path: str, conditions: Conditions | None = None,
                  flavor: str = "blob", lease_id: str | None = None) -> PathInfo:
@@ -635,32 +810,41 @@ class Store:
         committed = len(node.data)
         if position < committed:
             raise error(400, "InvalidFlushPosition")
-        # Which bytes of [committed, position) do the segments cover?
-        covered = bytearray(position - committed)
-        for seg_pos, seg in node.uncommitted:
-            lo, hi = max(seg_pos, committed), min(seg_pos + len(seg), position)
+        # Do the segments cover every byte of [committed, position)? (Intervals, not a byte map:
+        # a flush must not need memory in proportion to what it commits beyond the data itself.)
+        reach = committed
+        for lo, hi in sorted((max(p, committed), min(p + len(seg), position)) for p, seg in node.uncommitted):
             if lo < hi:
-                covered[lo - committed:hi - committed] = b"\x01" * (hi - lo)
-        if covered.count(0):
+                if lo > reach:
+                    break
+                reach = max(reach, hi)
+        if reach < position:
             raise error(400, "InvalidFlushPosition")
         new = node.data
-        new.extend(bytes(position - committed))
+        zeros = bytes(min(position - committed, 1 << 20))
+        while len(new) < position:
+            new.extend(zeros[:position - len(new)])
         kept: list[tuple[int, bytes]] = []
-        for seg_pos, seg in node.uncommitted:  # arrival order: a later append wins on overlap
+        segments, node.uncommitted = node.uncommitted, []
+        for i, (seg_pos, seg) in enumerate(segments):  # arrival order: a later append wins on overlap
             end = seg_pos + len(seg)
             if seg_pos < position:
                 piece_end = min(end, position)
-                new[seg_pos:piece_end] = seg[:piece_end - seg_pos]
+                new[seg_pos:piece_end] = memoryview(seg)[:piece_end - seg_pos]
             if retain and end > position:
                 start = max(seg_pos, position)
                 kept.append((start, seg[start - seg_pos:]))
+            segments[i] = (seg_pos, b"")  # let the appended bytes go as soon as they are copied
         node.uncommitted = kept
         if http_headers:
             node.http_headers.update({k: v for k, v in http_headers.items() if v is not None})
         node.touch()
 
     def delete_path(self, fs_name: str, path: str, *, recursive: bool = False,
-                    conditions: Conditions | None = None, lease_id: str | None = None) -> None:
+                    conditions: Conditions | None = None, lease_id: str | None = None,
+                    soft_delete_days: int | None = None) -> str | None:
+        """Delete a path (and its subtree); with ``soft_delete_days`` keep it restorable and return
+        its deletion ID."""
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
@@ -671,10 +855,55 @@ class Store:
             children = self._children(fs, path) if node.is_dir else []
             if children and not recursive:
                 raise error(409, "DirectoryNotEmpty")
+            removed = {p: fs.nodes[p] for p in [path, *children]}
             for child in children:
                 del fs.nodes[child]
             del fs.nodes[path]
             self._save_nodes(fs, [path, *children])
+            if not soft_delete_days:
+                return None
+            deletion_id = _deletion_stamp()
+            fs.deleted.append({"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
+                               "days": soft_delete_days, "nodes": removed})
+            return deletion_id
+
+    def _live_deleted(self, fs: FileSystem) -> list[dict[str, Any]]:
+        now = time.time()
+        fs.deleted = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        return fs.deleted
+
+    def deleted_paths(self, fs_name: str, prefix: str = "") -> list[dict[str, Any]]:
+        """Soft-deleted paths under ``prefix``, ordered by path then deletion ID."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            out = []
+            for d in self._live_deleted(fs):
+                if not d["path"].startswith(prefix):
+                    continue
+                out.append({"name": d["path"], "deletion_id": d["deletion_id"], "deleted_time": d["deleted_time"],
+                            "remaining_days": max(0, int((d["deleted_time"] + d["days"] * 86400 - time.time())
+                                                         // 86400)),
+                            "info": self._info(d["path"], d["nodes"][d["path"]])})
+            return sorted(out, key=lambda e: (sort_key(e["name"]), e["deletion_id"]))
+
+    def undelete_path(self, fs_name: str, path: str, deletion_id: str | None) -> PathInfo:
+        """Restore a soft-deleted path (with its subtree); missing parent directories are made."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            matches = [d for d in self._live_deleted(fs) if d["path"] == path
+                       and (deletion_id is None or d["deletion_id"] == deletion_id)]
+            if not matches:
+                raise error(404, "PathNotFound", "There is no deleted path with this name and deletion ID.")
+            entry = matches[-1]
+            if any(p in fs.nodes for p in entry["nodes"]):
+                raise error(409, "PathAlreadyExists")
+            changed: list[str] = list(entry["nodes"])
+            self._ensure_parents(fs, path, changed)
+            fs.nodes.update(entry["nodes"])
+            fs.deleted.remove(entry)
+            self._save_nodes(fs, changed)
+            return self._info(path, fs.nodes[path])
 
     def rename(self, src_fs_name: str, src_path: str, dst_fs_name: str, dst_path: str, *,
                conditions: Conditions | None = None, source_conditions: Conditions | None = None,
@@ -743,18 +972,18 @@ class Store:
                 if not recursive and "/" in name[len(prefix):]:
                     continue
                 names.append(name)
-            names.sort(key=_sort_key)
+            names.sort(key=sort_key)
             if begin_from:
                 # beginFrom is relative to the listed directory; the listing starts at it (inclusive).
                 begin = normalize_path(begin_from)
                 if not recursive and "/" in begin:
                     raise error(400, "InvalidQueryParameterValue",
                                 "beginFrom may name only one level in a non-recursive listing.")
-                start = _sort_key(prefix + begin)
-                names = [n for n in names if _sort_key(n) >= start]
+                start = sort_key(prefix + begin)
+                names = [n for n in names if sort_key(n) >= start]
             if continuation:
                 after = _decode_continuation(continuation)
-                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+                names = [n for n in names if sort_key(n) > sort_key(after)]
             token = None
             limit = max_results if max_results and max_results > 0 else 5000
             if len(names) > limit:
@@ -835,10 +1064,10 @@ class Store:
             fs = self._get_fs(fs_name, "dfs")
             path = normalize_path(path)
             top = self._node(fs, path)
-            names = [path] + (sorted(self._children(fs, path), key=_sort_key) if top.is_dir else [])
+            names = [path] + (sorted(self._children(fs, path), key=sort_key) if top.is_dir else [])
             if continuation:
                 after = _decode_continuation(continuation)
-                names = [n for n in names if _sort_key(n) > _sort_key(after)]
+                names = [n for n in names if sort_key(n) > sort_key(after)]
             limit = max_records if max_records and 0 < max_records <= 2000 else 2000
             batch, rest = names[:limit], names[limit:]
             dirs = files = 0

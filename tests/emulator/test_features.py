@@ -34,7 +34,7 @@ def _new_file(raw: RawClient) -> str:
 
 # --------------------------------------------------------------------------- nothing silently ignored
 @pytest.mark.parametrize("header, feature", [
-    ("x-ms-encryption-scope", "encryption scopes"),
+    ("x-ms-immutability-policy-mode", "immutability policies"),
     ("x-ms-tags", "blob index tags"),
     ("x-ms-something-new", "x-ms-something-new"),
 ])
@@ -51,8 +51,8 @@ def test_an_unimplemented_query_parameter_is_refused_naming_it(raw):
     status, headers, body = raw.send("GET", url + "?snapshot=2026-01-01T00:00:00Z")
     assert status == 501 and "snapshots" in body.decode()
     fs = url.rsplit("/", 1)[0]
-    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=deleted")
-    assert status == 501 and b"include=deleted" in body
+    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=system")
+    assert status == 501 and b"include=system" in body
     status, _, body = raw.send("GET", fs + "?resource=filesystem&recursive=true&showonly=deleted")
     assert status == 501
 
@@ -180,13 +180,19 @@ def test_sdk_crc64_structured_message_round_trip(emu_fs):
     assert f.download_file(offset=len(data), validate_content="crc64").readall() == b"more"
 
 
-def test_customer_provided_keys_are_not_silently_ignored(raw):
+def test_customer_provided_keys_are_enforced_or_refused(raw):
     url = _new_file(raw)
     key = b"k" * 32
     cpk = {"x-ms-encryption-key": base64.b64encode(key).decode(),
            "x-ms-encryption-key-sha256": base64.b64encode(hashlib.sha256(key).digest()).decode(),
            "x-ms-encryption-algorithm": "AES256"}
-    status, _, body = raw.send("PUT", url + "?resource=file", cpk)
+    status, headers, _ = raw.send("PUT", url + "?resource=file", cpk)
+    assert status == 201 and _lower(headers)["x-ms-encryption-key-sha256"] == cpk["x-ms-encryption-key-sha256"]
+    status, headers, _ = raw.send("HEAD", url)
+    assert status == 409 and _lower(headers)["x-ms-error-code"] == "BlobUsesCustomerSpecifiedEncryption"
+    assert raw.send("HEAD", url, cpk)[0] == 200
+    # An operation that takes no key does not silently ignore one.
+    status, _, body = raw.send("DELETE", url, cpk)
     assert status == 501 and b"customer-provided keys" in body
 
 
@@ -506,3 +512,55 @@ def test_listing_begins_from(emu_fs):
     assert exc.value.status_code == 400
     pages = emu_fs.get_paths("top", recursive=True, start_from="b", max_results=2).by_page()
     assert [[p.name for p in page] for page in pages] == [["top/b", "top/b/x"], ["top/b/y", "top/c"], ["top/d"]]
+
+
+def test_delegated_user_tid_and_a_sas_that_comes_with_a_token(tls_emu):
+    from azure.storage.filedatalake import DataLakeServiceClient, FileSystemSasPermissions, generate_file_system_sas
+
+    running, cert = tls_emu
+    svc = DataLakeServiceClient(running.url, credential=ScopedCredential(), connection_verify=cert, retry_total=0)
+    fs = svc.create_file_system("delegated")
+    fs.create_file("doc")
+    key = svc.get_user_delegation_key(_expiry(-0.1), _expiry(1), delegated_user_tid="tenant-2")
+    assert key.signed_delegated_user_tid == "tenant-2"
+    oid = "00000000-0000-4000-8000-0000000000aa"
+    for user, allowed in ((oid, True), ("00000000-0000-4000-8000-0000000000cc", False)):
+        sas = generate_file_system_sas(DEV_ACCOUNT, "delegated", key, permission=FileSystemSasPermissions(list=True),
+                                       expiry=_expiry(), user_delegation_oid=user)
+        both = DataLakeServiceClient(f"{running.url}?{sas}", credential=ScopedCredential(), connection_verify=cert,
+                                     retry_total=0).get_file_system_client("delegated")
+        if allowed:
+            assert [p.name for p in both.get_paths()] == ["doc"]
+            with pytest.raises(HttpResponseError) as exc:  # the SAS's permissions still apply
+                both.get_file_client("doc").append_data(b"x", 0)
+            assert exc.value.status_code == 403
+        else:
+            with pytest.raises(HttpResponseError):
+                list(both.get_paths())
+
+
+# --------------------------------------------------------------------------- the root directory
+def test_root_directory_acl_is_kept_and_inherited(emu_fs):
+    root = emu_fs._get_root_directory_client()
+    assert root.get_access_control()["acl"] == "user::rwx,group::r-x,other::---"
+    root.set_access_control(acl="user::rwx,group::r-x,other::rwx,default:user::rwx,default:group::r--,"
+                                "default:other::---")
+    assert root.get_access_control()["permissions"] == "rwxr-xrwx"
+    assert emu_fs.create_directory("top").get_access_control()["acl"].startswith("user::rwx,group::r--,other::---")
+
+
+def test_rename_with_a_write_sas(emu, emu_fs):
+    from azure.storage.filedatalake import FileSystemSasPermissions, generate_file_system_sas
+
+    emu_fs.create_file("old")
+    sas = generate_file_system_sas(DEV_ACCOUNT, emu_fs.file_system_name, DEV_KEY,
+                                   permission=FileSystemSasPermissions(read=True, write=True), expiry=_expiry())
+    via_sas = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name)
+    renamed = via_sas.get_file_client("old").rename_file(f"{emu_fs.file_system_name}/new")
+    assert renamed.path_name == "new"
+
+
+def test_get_blob_properties_shows_the_acl(emu_fs):
+    f = emu_fs.create_directory("dir").create_file("f")
+    props = f.get_file_properties(upn=True)  # x-ms-upn: true; identities come back as stored
+    assert (props["owner"], props["acl"]) == ("$superuser", "user::rw-,group::r--,other::---")

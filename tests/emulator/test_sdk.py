@@ -116,6 +116,38 @@ def test_create_if_missing_conflicts(emu_fs):
     assert f.get_file_properties().size == 0
 
 
+def test_put_blob_creates_a_whole_file_once(emu, emu_fs):
+    """Put Blob on the Blob endpoint (``upload_blob(overwrite=False)``: ``If-None-Match: *``): the file
+    appears whole, with its parent folders, to the dfs side; a second one fails 409
+    ``BlobAlreadyExists`` and leaves the file as it was; a leased file needs the lease id."""
+    from azure.storage.blob import BlobServiceClient
+
+    blobs = BlobServiceClient(emu.url, credential=SHARED_KEY, retry_total=0)
+    blob = blobs.get_blob_client(emu_fs.file_system_name, "db/coll/day=01/00001-insert.json")
+    result = blob.upload_blob(b'{"a":1}\n', overwrite=False)
+    assert [(p.name, p.is_directory, p.content_length) for p in emu_fs.get_paths(recursive=True)] == [
+        ("db", True, 0), ("db/coll", True, 0), ("db/coll/day=01", True, 0),
+        ("db/coll/day=01/00001-insert.json", False, 8)]
+    file = emu_fs.get_file_client("db/coll/day=01/00001-insert.json")
+    props = file.get_file_properties()
+    assert props.etag == result["etag"] and props.size == 8
+    assert file.download_file().readall() == b'{"a":1}\n'
+    with pytest.raises(ResourceExistsError) as exc:
+        blob.upload_blob(b'{"a":2}\n', overwrite=False)
+    assert error_code(exc) == "BlobAlreadyExists" and exc.value.status_code == 409
+    assert file.download_file().readall() == b'{"a":1}\n'
+    with pytest.raises(ResourceModifiedError) as exc:
+        blob.upload_blob(b"x", overwrite=True, etag='"0x1"', match_condition=MatchConditions.IfNotModified)
+    assert error_code(exc) == "ConditionNotMet"
+    lease = DataLakeLeaseClient(file)
+    lease.acquire(lease_duration=15)
+    with pytest.raises(HttpResponseError) as exc:
+        blob.upload_blob(b"y", overwrite=True)
+    assert error_code(exc) == "LeaseIdMissing"
+    blob.upload_blob(b"z\n", overwrite=True, lease=lease.id)
+    assert file.download_file().readall() == b"z\n"
+
+
 def test_unflushed_data_is_invisible(emu_fs):
     f = emu_fs.create_file("db/coll/part-0.jsonl")
     created = f.get_file_properties()
@@ -690,3 +722,16 @@ def _attach_emulator(request):
     """Let ``_node`` find the emulator behind ``emu_fs``."""
     if "emu_fs" in request.fixturenames:
         request.getfixturevalue("emu_fs")._emulator = request.getfixturevalue("emu")
+
+
+def test_a_request_whose_body_is_cut_short_is_not_applied(emu, emu_fs):
+    """A client that dies while sending a Put Blob or an append: the service applies nothing."""
+    host, port = "127.0.0.1", emu.port
+    path = f"/{DEV_ACCOUNT}/{emu_fs.file_system_name}/cut.json"
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall((f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nx-ms-blob-type: BlockBlob\r\n"
+                      "Content-Length: 100\r\n\r\n").encode() + b'{"partial":')
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5)
+        assert sock.recv(100) == b""  # no answer: the connection is closed
+    assert [p.name for p in emu_fs.get_paths()] == []

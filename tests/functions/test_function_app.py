@@ -78,7 +78,10 @@ def test_timer_call_drains_against_the_local_stack(monkeypatch, stack_env, fresh
     assert checkpoint.seq == 4 and checkpoint.last_run["events"] == 4
     fs = datalake_service.get_file_system_client(fresh_filesystem)
     files = [p.name for p in fs.get_paths(recursive=True) if not p.is_directory]
-    assert len(files) == 1 and files[0].startswith(f"{fresh_db_name}/orders/year=")
+    data = [f for f in files if not f.startswith("_manifests/")]
+    assert len(data) == 1 and data[0].startswith(f"{fresh_db_name}/orders/year=")
+    assert [f.rpartition("/")[2] for f in files if f.startswith("_manifests/")] == [
+        "00000000000000000001-00000000000000000004.json"]
 
 
 def test_a_failed_run_raises_so_the_host_records_it(monkeypatch, stack_env, fresh_table_name):

@@ -49,11 +49,14 @@ class Pipeline:
     def filesystem(self):
         return self.datalake_service.get_file_system_client(self.env["ADLS_FILESYSTEM"])
 
-    def files(self) -> dict[str, bytes]:
-        """Every file of the lake (path -> content), in path order."""
+    def files(self, everything: bool = False) -> dict[str, bytes]:
+        """Every data file of the lake (path -> content), in path order; ``everything``: also the
+        manifests, day markers and late-event records."""
         fs = self.filesystem
         out = {}
         for path in fs.get_paths(recursive=True):
+            if not everything and (path.name.startswith("_manifests/") or path.name.rpartition("/")[2].startswith("_")):
+                continue
             if not path.is_directory:
                 out[path.name] = fs.get_file_client(path.name).download_file().readall()
         return dict(sorted(out.items()))

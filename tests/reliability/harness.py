@@ -205,14 +205,34 @@ class Pipeline:
         return out
 
     def lake_lines(self, files: dict[str, bytes] | None = None) -> list[dict]:
-        """Every line of this pipeline's generation(s) in the lake, parsed, sorted by ``_seq``."""
+        """Every line of this pipeline's generation(s) in the lake, parsed, sorted by ``_seq``: the
+        lines of its rolling files (``-<gen>.jsonl``) and of its per-event files (``-<gen>.json``,
+        one line each, whose name says the line's ``_seq``, operationType and token hash)."""
+        from shared.intent import event_key, key_hash
+        from shared.layout import encode_name, parse_event_file_name
+        from shared.snapshot import end_key, row_key
+
         lines = []
         checkpoint = self.checkpoint()
         gen = checkpoint.generation if checkpoint else None
         for path, data in (files if files is not None else self.lake_files()).items():
-            if not path.endswith(f"-{gen}.jsonl"):
+            per_event = path.endswith(f"-{gen}.json")
+            if not (per_event or path.endswith(f"-{gen}.jsonl")):
                 continue
             assert not data or data.endswith(b"\n"), f"{path} ends in a partial line"
+            if per_event:
+                assert data.count(b"\n") == 1, f"{path} does not hold exactly one line"
+                seq, op, token_hash, _ = parse_event_file_name(path.rsplit("/", 1)[1])
+                doc = read_line(data.rstrip(b"\n"))
+                to = doc["gap"]["to"] if doc.get("operationType") == "gap" else None
+                if doc.get("operationType") == "snapshot":  # a snapshot row: its copy and _id
+                    key = row_key(int(doc["snapshot"]["copy"]), doc["documentKey"]["_id"])
+                elif doc.get("operationType") == "snapshotEnd":
+                    key = end_key(int(doc["snapshot"]["copy"]))
+                else:
+                    key = f"gap:{to.time}.{to.inc}" if to is not None else event_key(doc)
+                assert (seq, op) == (doc["_seq"], encode_name(doc["operationType"])), f"{path}: another line"
+                assert token_hash == key_hash(key), f"{path}: the name's token hash is not its event's"
             for raw in data.splitlines():
                 doc = read_line(raw)
                 doc["__path"] = path
@@ -245,6 +265,14 @@ class Pipeline:
             if invalidated is None:
                 return events
             options = {"start_after": invalidated}
+
+    def assert_lake_verifies(self) -> None:
+        """``python -m shared verify``'s checks pass: manifests match the data byte for byte."""
+        from shared.verify import verify
+
+        result = verify(self.settings())
+        assert result.ok, result.summary()
+        assert not result.uncommitted, result.summary()
 
     def assert_position_safe(self, previous_seq: int = 0) -> int:
         """The stored position never moved backwards, and every event it counts as written

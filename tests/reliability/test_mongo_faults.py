@@ -84,5 +84,6 @@ def test_refused_credentials_end_the_run_as_terminal(make_failpoint_pipeline, te
     assert "refused the credentials" in result.report["error"]["message"]
     assert secret not in result.stdout + result.stderr
     checkpoint = pipeline.checkpoint()
-    assert checkpoint.position is None and checkpoint.seq == 0
+    # only the first position (START_AT) was stored, before the stream was opened
+    assert checkpoint.position.kind == "start_at" and checkpoint.seq == 0 and checkpoint.intent is None
     assert checkpoint.last_error["kind"] == "terminal" and checkpoint.lease_until == 0.0

@@ -7,6 +7,9 @@ and other commit points), a setting changed (``ROLL_*``, ``JSON_MODE``, ``MAX_BU
 batch crossed a ``ROLL_WINDOW`` boundary, ``START_AT=now`` meant another moment, the history was
 lost, a ``$match`` on the document now selects other events. Each case kills a real drain process
 and checks that every event is in the lake once (by resume token), with ``_seq`` unique.
+
+The cases that do not depend on how rolling files are laid out run in both file layouts
+(``FILE_LAYOUT``: ``rolling`` and ``per_event``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 import pytest
 
 from .harness import DEFAULTS, write_round
+
+LAYOUTS = pytest.mark.parametrize("layout", ["rolling", "per_event"])
 
 
 def _kill(pipeline, failpoint: str, **overrides):
@@ -34,11 +39,12 @@ def _grow_documents(pipeline, names=("a", "b", "c"), pad: int = 900) -> None:
 
 
 @pytest.mark.slow
-def test_a_first_run_killed_before_its_first_commit_with_start_at_now(make_pipeline):
+@LAYOUTS
+def test_a_first_run_killed_before_its_first_commit_with_start_at_now(make_pipeline, layout):
     """``START_AT=now``, a steady writer: the first run flushes and dies before its first commit. The
     next run opens where the first one did (the first position was stored before anything was
     read), not at a new "now", so nothing is lost and nothing numbered twice."""
-    pipeline = make_pipeline(mode=DEFAULTS, MAX_BUFFER_BYTES="16KiB", ROLL_MAX_BYTES="8KiB")
+    pipeline = make_pipeline(mode=DEFAULTS, MAX_BUFFER_BYTES="16KiB", ROLL_MAX_BYTES="8KiB", FILE_LAYOUT=layout)
     coll = pipeline.collection("a")
     stop = threading.Event()
 
@@ -66,15 +72,16 @@ def test_a_first_run_killed_before_its_first_commit_with_start_at_now(make_pipel
 
 
 @pytest.mark.slow
+@LAYOUTS
 @pytest.mark.parametrize("changed", [
     {"ROLL_MAX_BYTES": "4KiB", "JSON_MODE": "canonical"},
     {"ROLL_WINDOW": "5m", "MAX_BUFFER_BYTES": "4KiB"},
 ], ids=["roll-size-and-json-mode", "window-and-buffer"])
-def test_a_replay_with_other_settings_and_changed_documents(make_pipeline, changed):
+def test_a_replay_with_other_settings_and_changed_documents(make_pipeline, changed, layout):
     """The dead run wrote with one set of settings; the replay runs with others, and every document
     grew in between (updateLookup): its lines roll at other places, go to other files and commit at
     other events. Nothing the dead run made durable is written again."""
-    pipeline = make_pipeline(mode=DEFAULTS, MAX_BUFFER_BYTES="64KiB", ROLL_MAX_BYTES="64KiB")
+    pipeline = make_pipeline(mode=DEFAULTS, MAX_BUFFER_BYTES="64KiB", ROLL_MAX_BYTES="64KiB", FILE_LAYOUT=layout)
     pipeline.enable_preimages()
     pipeline.begin()
     rng = random.Random(11)
@@ -180,14 +187,15 @@ def test_a_run_that_lost_its_lease_cannot_write_folder_rows(make_pipeline):
 
 
 @pytest.mark.slow
-def test_a_filter_on_the_document_that_selects_other_events_on_replay(make_pipeline):
+@LAYOUTS
+def test_a_filter_on_the_document_that_selects_other_events_on_replay(make_pipeline, layout):
     """``$match`` on ``fullDocument`` with ``updateLookup``: the events a replay delivers depend on
     the documents at replay time. Documents change between the kill and the replay, so the replay
     delivers some events the dead run did not and misses some it did: still no event twice, no
     number twice, and numbers the replay could not use are reported as retired."""
     stages = '[{"$match": {"fullDocument.open": true}}]'
     pipeline = make_pipeline(mode=DEFAULTS, scope="collection", coll="a", MONGO_PIPELINE=stages,
-                             MAX_BUFFER_BYTES="4KiB", ROLL_MAX_BYTES="4KiB")
+                             MAX_BUFFER_BYTES="4KiB", ROLL_MAX_BYTES="4KiB", FILE_LAYOUT=layout)
     pipeline.begin()
     coll = pipeline.collection("a")
     coll.insert_many([{"_id": i, "open": i % 2 == 0, "pad": "x" * 200} for i in range(40)])
@@ -206,12 +214,13 @@ def test_a_filter_on_the_document_that_selects_other_events_on_replay(make_pipel
 
 
 @pytest.mark.slow
-def test_restart_after_lost_history_keeps_what_a_failed_run_made_durable(make_private_pipeline):
+@LAYOUTS
+def test_restart_after_lost_history_keeps_what_a_failed_run_made_durable(make_private_pipeline, layout):
     """A run flushes and dies; then the stored position leaves the oplog. With
     ``ON_HISTORY_LOST=restart`` the next run keeps the dead run's durable lines (they are events
     that happened), numbers the gap record after them, and drops nothing after the gap."""
     pipeline = make_private_pipeline(scope="collection", coll="items", ON_HISTORY_LOST="restart",
-                                     MAX_BUFFER_BYTES="2KiB", ROLL_MAX_BYTES="2KiB")
+                                     MAX_BUFFER_BYTES="2KiB", ROLL_MAX_BYTES="2KiB", FILE_LAYOUT=layout)
     pipeline.collection().insert_many([{"i": i, "pad": "p" * 200} for i in range(5)])
     assert pipeline.drain().outcome == "caught_up"
     pipeline.collection().insert_many([{"j": j, "pad": "q" * 200} for j in range(30)])

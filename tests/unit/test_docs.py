@@ -34,11 +34,19 @@ def test_readme_table_shows_each_declared_default():
 
 def test_the_design_document_has_its_sections():
     design = (README.parent / "docs" / "design.md").read_text(encoding="utf-8")
-    for heading in ("## Exactly once", "## Stream lifecycle", "## Formats", "### Gap record", "### Dead letter",
-                    "### Pipeline identity"):
+    for heading in ("## Exactly once", "## Stream lifecycle", "## Formats", "### Manifests",
+                    "### Day markers and late events", "### Gap record", "### Dead letter", "### Pipeline identity"):
         assert heading in design
 
 
 def test_readme_has_the_two_commands():
     text = README.read_text(encoding="utf-8")
     assert "make demo" in text and "make test" in text
+
+
+def test_readme_has_the_reading_recipes():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Reading the lake"):text.index("## Settings")]
+    for name in ("duckdb-day", "duckdb-new", "polars-day", "polars-new"):
+        assert f"<!-- recipe: {name} -->" in section
+    assert "cloudFiles" in section and "python -m shared verify" in section

@@ -74,3 +74,24 @@ def test_line_keys_match_event_keys():
     gap = {"operationType": "gap", "gap": {"to": {"$timestamp": {"t": 17, "i": 3}}}, "_seq": 2}
     assert line_key(gap) == "gap:17.3"
     assert line_key({"operationType": "insert", "_seq": 3}) is None
+
+
+def test_per_event_intents_record_folders_and_round_trip():
+    intent = Intent(5, 9, "k9", (100, 1), {}, ["db/c/year=2026/month=01/day=02"])
+    assert Intent.from_json(intent.to_json()) == intent
+    rolling = Intent(5, 9, "k9", (100, 1), {"db/c/year=2026/month=01/day=02/part-x.jsonl": 10})
+    assert "folders" not in rolling.to_json()  # the rolling layout's intent is as before
+    grown = rolling.extended({}, 12, folders=["db/d/year=2026/month=01/day=02"])
+    assert grown.files == rolling.files and grown.folders == ["db/d/year=2026/month=01/day=02"]
+    with pytest.raises(ValueError):
+        Intent.from_json('{"first_seq":1,"last_seq":1,"files":{},"folders":"x"}')
+
+
+def test_a_replay_skips_per_event_files_by_the_hash_of_their_token():
+    from shared.intent import key_hash
+
+    intent = Intent(11, 14, "k14", (100, 4), {}, ["f"])
+    numbering = Numbering(10, intent, {}, {key_hash("k11"): 11, key_hash("k13"): 13})
+    assert [numbering.assign(k, (100, i)) for i, k in enumerate(["k11", "k12", "k13", "k14", "k15"], 1)] == [
+        None, 12, None, 14, 15]
+    assert numbering.skipped == 2 and numbering.retired == 0

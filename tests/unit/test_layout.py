@@ -63,3 +63,14 @@ def test_stale_folders_are_those_a_day_behind_the_last_event():
     stale = layout.stale_folders(folders, ts("2026-03-03T10:00:00"))
     assert stale == ["a/b/year=2026/month=03/day=01", "_cluster/_events/year=2025/month=12/day=31"]
     assert layout.stale_folders(folders, None) == []
+
+
+def test_per_event_names_sort_in_seq_order_and_say_what_they_are():
+    names = [layout.event_file_name(seq, "insert", "0123456789abcdef", "a1b2c3d4") for seq in (9, 10, 2**62)]
+    assert names[0] == "00000000000000000009-insert-0123456789abcdef-a1b2c3d4.json"
+    assert sorted(names) == names
+    assert [layout.parse_event_file_name(n)[0] for n in names] == [9, 10, 2**62]
+    odd = layout.event_file_name(3, "drop/../x y", "0123456789abcdef", "a1b2c3d4")
+    assert "/" not in odd and layout.parse_event_file_name(odd) == (3, "drop%2F..%2Fx%20y", "0123456789abcdef",
+                                                                    "a1b2c3d4")
+    assert layout.parse_event_file_name("part-20260101T0000Z-00000-a1b2c3d4.jsonl") is None

@@ -128,7 +128,7 @@ def test_a_replay_numbers_above_durable_lines_of_earlier_cluster_times():
     """A failed run wrote a snapshot row (7, cluster (10, 5)) and not the event before it (6): the
     replay's event at (10, 6), after the row's watermark, must not take the free number 6."""
     intent = Intent(5, 8, "k", (10, 9), {})
-    numbering = Numbering(4, intent, {"e5": 5, "snap:1:3": 7}, {5: (10, 1), 7: (10, 5)})
+    numbering = Numbering(4, intent, {"e5": 5, "snap:1:3": 7}, durable_clusters={5: (10, 1), 7: (10, 5)})
     assert numbering.assign("e5", (10, 1)) is None
     assert numbering.assign("late", (10, 6)) == 8  # not 6: above the row at (10, 5)
     assert numbering.assign("k", (10, 9)) == 9
@@ -136,7 +136,7 @@ def test_a_replay_numbers_above_durable_lines_of_earlier_cluster_times():
 
 def test_the_range_stays_open_until_the_copy_has_read_past_durable_rows():
     intent = Intent(1, 3, "e2", (10, 2), {})
-    numbering = Numbering(0, intent, {"e1": 1, "snap:1:5": 3}, {1: (10, 1), 3: (10, 3)})
+    numbering = Numbering(0, intent, {"e1": 1, "snap:1:5": 3}, durable_clusters={1: (10, 1), 3: (10, 3)})
     assert numbering.hold == {(1, "5")}
     numbering.assign("e1", (10, 1))
     numbering.assign("e2", (10, 2))

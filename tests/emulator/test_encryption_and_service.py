@@ -1,0 +1,179 @@
+"""Service properties, encryption scopes and customer-provided keys: stored, echoed and enforced."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.filedatalake import (
+    CustomerProvidedEncryptionKey,
+    DataLakeServiceClient,
+    EncryptionScopeOptions,
+    RetentionPolicy,
+    StaticWebsite,
+)
+
+from devtools.adls_emulator.auth import DEV_ACCOUNT, DEV_KEY
+
+
+def _cpk() -> CustomerProvidedEncryptionKey:
+    raw = os.urandom(32)
+    return CustomerProvidedEncryptionKey(base64.b64encode(raw).decode(),
+                                         base64.b64encode(hashlib.sha256(raw).digest()).decode())
+
+
+def test_service_properties_are_merged_stored_and_checked(emu_service):
+    props = emu_service.get_service_properties()
+    assert props["hour_metrics"].enabled is True and props["delete_retention_policy"].enabled is False
+    emu_service.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=3),
+                                       static_website=StaticWebsite(enabled=True, index_document="index.html"))
+    emu_service.set_service_properties(target_version="2021-08-06")  # keeps the others
+    props = emu_service.get_service_properties()
+    assert props["delete_retention_policy"].days == 3 and props["static_website"].index_document == "index.html"
+    assert props["target_version"] == "2021-08-06"
+    with pytest.raises(HttpResponseError) as exc:
+        emu_service.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=366))
+    assert exc.value.status_code == 400
+    assert emu_service.get_service_properties()["delete_retention_policy"].days == 3
+
+
+def test_encryption_scope_of_the_file_system_is_echoed(emu_service):
+    fs = emu_service.get_file_system_client(f"fs{uuid.uuid4().hex[:12]}")
+    options = EncryptionScopeOptions("scope1", prevent_encryption_scope_override=True)
+    fs.create_file_system(encryption_scope_options=options)
+    assert fs.get_file_system_properties().encryption_scope.default_encryption_scope == "scope1"
+    assert fs.get_file_system_properties().encryption_scope.prevent_encryption_scope_override is True
+    f = fs.create_file("d/f")
+    assert f.get_file_properties().encryption_scope == "scope1"
+    assert [p.encryption_scope for p in fs.get_paths()] == ["scope1", "scope1"]
+    listed = [x for x in emu_service.list_file_systems() if x.name == fs.file_system_name][0]
+    assert listed.encryption_scope.default_encryption_scope == "scope1"
+
+
+@pytest.fixture
+def tls_fs(tls_files):
+    from devtools.adls_emulator.server import start_in_thread
+
+    cert, key = tls_files
+    running = start_in_thread(tls_cert=cert, tls_key=key)
+    svc = DataLakeServiceClient(running.url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                connection_verify=cert, retry_total=0)
+    yield svc.create_file_system(f"fs{uuid.uuid4().hex[:12]}")
+    running.stop()
+
+
+def test_customer_provided_key_is_needed_to_read_and_write(tls_fs):
+    emu_fs, key = tls_fs, _cpk()
+    f = emu_fs.get_file_client("secret")
+    f.create_file(cpk=key)
+    f.append_data(b"abc", 0, cpk=key)
+    f.flush_data(3, cpk=key)
+    assert f.download_file(cpk=key).readall() == b"abc"
+    assert f.get_file_properties(cpk=key).size == 3
+    for call in (lambda: f.download_file().readall(), lambda: f.get_file_properties(),
+                 lambda: f.download_file(cpk=_cpk()).readall(), lambda: f.append_data(b"x", 3)):
+        with pytest.raises(HttpResponseError) as exc:
+            call()
+        assert exc.value.status_code == 409
+    plain = emu_fs.create_file("plain")
+    with pytest.raises(HttpResponseError) as exc:
+        plain.get_file_properties(cpk=key)
+    assert exc.value.error_code == "BlobDoesNotUseCustomerSpecifiedEncryption"
+
+
+def test_a_bad_customer_key_is_refused(tls_fs):
+    fs = tls_fs
+    bad = CustomerProvidedEncryptionKey(base64.b64encode(b"k" * 32).decode(), base64.b64encode(b"x" * 32).decode())
+    with pytest.raises(HttpResponseError) as exc:
+        fs.get_file_client("f").create_file(cpk=bad)
+    assert exc.value.status_code == 400
+
+
+def test_encryption_context_is_kept(emu_fs):
+    f = emu_fs.create_file("g", encryption_context="ctx")
+    assert f.get_file_properties().encryption_context == "ctx"
+    assert [p.encryption_context for p in emu_fs.get_paths()] == ["ctx"]
+
+
+def test_file_expiry_is_kept_shown_and_applied(emu_fs):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    f = emu_fs.get_file_client("soon")
+    f.create_file(expires_on=1500)  # milliseconds from now
+    props = f.get_file_properties()
+    assert props.expiry_time is not None
+    assert [p.expiry_time is not None for p in emu_fs.get_paths()] == [True]
+    later = emu_fs.create_file("later")
+    later.set_file_expiry("Absolute", expires_on=datetime.now(timezone.utc) + timedelta(days=1))
+    assert later.get_file_properties().expiry_time is not None
+    later.set_file_expiry("NeverExpire")
+    assert later.get_file_properties().expiry_time is None
+    with pytest.raises(HttpResponseError) as exc:
+        emu_fs.create_directory("d").get_file_client("x")  # a file client on a missing path
+        emu_fs.get_file_client("d").set_file_expiry("RelativeToNow", expires_on=1000)
+    assert exc.value.status_code == 400
+    time.sleep(2)
+    assert not f.exists()
+    assert [p.name for p in emu_fs.get_paths()] == ["d", "later"]
+
+
+def test_quick_query_csv_and_json(emu_fs):
+    from azure.storage.filedatalake import DelimitedJsonDialect, DelimitedTextDialect
+
+    f = emu_fs.create_file("data.csv")
+    f.upload_data(b"name,size\r\na,100\r\nb,300\r\nshort\r\n", overwrite=True)
+    errors = []
+    reader = f.query_file("SELECT name FROM BlobStorage WHERE size > 250", on_error=errors.append,
+                          file_format=DelimitedTextDialect(has_header=True),
+                          output_format=DelimitedJsonDialect())
+    assert reader.readall() == b'{"name":"b"}\n' and len(reader) == 32
+    reader = f.query_file("SELECT size FROM BlobStorage", on_error=errors.append,
+                          file_format=DelimitedTextDialect(has_header=True),
+                          output_format=DelimitedTextDialect(delimiter=";", lineterminator="|"))
+    assert reader.readall() == b"100|300|"
+    assert [(e.is_fatal, e.position) for e in errors] == [(False, 25)]  # "short" has no size column
+    j = emu_fs.create_file("data.json")
+    j.upload_data(b'{"a": 1}\n{"b": 2}\n{bad}', overwrite=True)
+    errors.clear()
+    assert j.query_file("SELECT a FROM BlobStorage", on_error=errors.append,
+                        file_format=DelimitedJsonDialect()).readall() == b'{"a":1}\n{}\n'
+    assert [e.is_fatal for e in errors] == [True]
+    with pytest.raises(HttpResponseError) as exc:
+        f.query_file("SELECT COUNT(*) FROM BlobStorage").readall()
+    assert exc.value.status_code == 501
+
+
+def test_soft_delete_and_undelete_of_paths_and_file_systems():
+    from azure.storage.filedatalake import RetentionPolicy
+
+    from devtools.adls_emulator.server import start_in_thread
+
+    running = start_in_thread(filesystem_soft_delete_days=7)
+    try:
+        svc = DataLakeServiceClient(running.url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                    retry_total=0)
+        fs = svc.create_file_system("soft")
+        fs.get_file_client("d/a").upload_data(b"abc", overwrite=True)
+        assert fs.get_file_client("d/a").delete_file().get("deletion_id") is None  # soft delete is off
+        svc.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=2))
+        fs.get_file_client("d/a").upload_data(b"abc", overwrite=True)
+        fs.create_file("d/b")
+        deleted = fs.get_file_client("d/a").delete_file()["deletion_id"]
+        fs.get_directory_client("d").delete_directory()
+        assert [(p.name, p.remaining_retention_days) for p in fs.list_deleted_paths()] == [("d", 1), ("d/a", 1)]
+        assert len(list(next(fs.list_deleted_paths(results_per_page=1).by_page()))) == 1
+        restored = fs._undelete_path("d/a", deleted)
+        assert restored.download_file().readall() == b"abc"  # its parent directory is made again
+        assert [p.name for p in fs.list_deleted_paths()] == ["d"]
+        fs.delete_file_system()
+        gone = [x for x in svc.list_file_systems(include_deleted=True) if x.deleted]
+        assert [x.name for x in gone] == ["soft"]
+        back = svc.undelete_file_system("soft", gone[0].deleted_version, new_name="again")
+        assert [p.name for p in back.get_paths()] == ["d", "d/a"]
+    finally:
+        running.stop()
