@@ -182,7 +182,8 @@ class _DrainRun:
             plan = None
             if settings.snapshot != "off":  # the collections as they are after the first position
                 plan = snapshot.Progress()
-                plan.start(source.chunk_reader().namespaces(settings.scope), "initial")
+                start = lifecycle.parse_timestamp(first.token)
+                plan.start(source.chunk_reader().namespaces(settings.scope), "initial", (start.time, start.inc))
             committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token,
                                                 snapshot=plan), None), control=True)
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
@@ -349,7 +350,8 @@ class _DrainRun:
         if self.copier is not None:
             self.copier.discard()
             if self.settings.snapshot == "when_needed":  # what changed in the gap: copy everything again
-                self.copier.progress.start(source.chunk_reader().namespaces(self.settings.scope), "history_lost")
+                self.copier.progress.start(source.chunk_reader().namespaces(self.settings.scope), "history_lost",
+                                           (restart.time, restart.inc))
             progress = self.copier.progress.clone()
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
                       seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster, snapshot=progress)
@@ -377,7 +379,11 @@ class _DrainRun:
         copier = snapshot.Copier(progress.clone() if progress else snapshot.Progress(), source.chunk_reader(),
                                  self.clock, lambda db, coll: _in_scope(scope, db, coll),
                                  self.settings.snapshot_chunk_docs, self.settings.max_buffer_bytes // 16)
-        for ns in copier.start_requests():
+        # a request's copy starts from the committed position (the same for a replay of this run)
+        last = checkpoint.last_cluster_time
+        if last is None and checkpoint.origin is not None:
+            last = lifecycle.parse_timestamp(checkpoint.origin).time
+        for ns in copier.start_requests((last, 0) if last is not None else None):
             log.warning("pipeline %s: snapshot request for %s ignored: not in the scope (%s)",
                         self.settings.pipeline_name, ns, scope.describe())
         if copier.has_work and (copier.progress.oplog_checked or 0) < self.clock() - 600:

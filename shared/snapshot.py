@@ -252,7 +252,10 @@ class CollectionCopy:
     copied: int = 0  # rows written
     estimated: int | None = None  # estimatedDocumentCount when the copy started
     started: float | None = None  # when its first chunk was read (seconds)
-    since: list[int] | None = None  # the low watermark of its first chunk written (cluster time)
+    # the cluster time the copy starts from: the position its run began at, the same for every replay
+    # (rows of a failed run that a replay keeps are later); None in progress stored by older versions,
+    # which then take the low watermark of the first chunk written
+    since: list[int] | None = None
     seconds: float = 0.0  # time spent reading and writing its chunks
     finished: str | None = None  # done, dropped, renamed_out, database_dropped, replaced
 
@@ -301,13 +304,15 @@ class Progress:
     def active(self) -> CollectionCopy | None:
         return self.copies[0] if self.copies else None
 
-    def start(self, namespaces: Iterable[tuple[str, str]], reason: str) -> list[CollectionCopy]:
-        """New copies of ``namespaces`` (a copy already running for one of them is replaced)."""
+    def start(self, namespaces: Iterable[tuple[str, str]], reason: str,
+              since: tuple[int, int] | None = None) -> list[CollectionCopy]:
+        """New copies of ``namespaces`` (a copy already running for one of them is replaced), from the
+        cluster time ``since`` (see ``CollectionCopy.since``)."""
         made = []
         for db, coll in namespaces:
             for old in [c for c in self.copies if (c.db, c.coll) == (db, coll)]:
                 self._finish(old, "replaced")
-            copy = CollectionCopy(self.next_copy, db, coll, reason)
+            copy = CollectionCopy(self.next_copy, db, coll, reason, since=list(since) if since else None)
             self.next_copy += 1
             self.copies.append(copy)
             made.append(copy)
@@ -658,14 +663,15 @@ class Copier:
         """Whether events concern the copier (a copy in progress or a chunk waiting)."""
         return self.window is not None or bool(self.progress.copies)
 
-    def start_requests(self) -> list[str]:
-        """Turn stored requests into copies (those out of the scope are dropped); returns the ignored."""
+    def start_requests(self, since: tuple[int, int] | None = None) -> list[str]:
+        """Turn stored requests into copies from ``since`` (those out of the scope are dropped);
+        returns the ignored."""
         wanted, ignored = [], []
         for ns in self.progress.requests:
             db, _, coll = ns.partition(".")
             (wanted if db and coll and self.in_scope(db, coll) else ignored).append((db, coll))
         self.progress.requests = []
-        self.progress.start(wanted, "requested")
+        self.progress.start(wanted, "requested", since)
         return [f"{db}.{coll}" for db, coll in ignored]
 
     def on_event(self, event: RawBSONDocument, cluster: tuple[int, int]) -> None:
@@ -725,7 +731,7 @@ class Copier:
         """(key, raw line) of the copy's end, when this chunk is its last; call before ``chunk_done``::
 
             {"operationType": "snapshotEnd", "clusterTime": Timestamp(high), "ns": {...},
-             "snapshot": {"copy": c, "chunks": n, "since": Timestamp(low of its first chunk)}}
+             "snapshot": {"copy": c, "chunks": n, "since": Timestamp(where the copy started from)}}
 
         A reader deletes then every document of the collection that no line touched since ``since``:
         it was deleted before the copy began (a re-snapshot after lost history, or a repair)."""

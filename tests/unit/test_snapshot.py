@@ -73,6 +73,22 @@ def test_progress_follows_drops_and_renames_and_round_trips():
         Progress.from_json('{"copies": [{"copy": 9, "db": "d", "coll": "c", "reason": "x"}], "next_copy": 2}')
 
 
+def test_the_end_line_names_where_the_copy_started_not_a_replay_s_first_chunk():
+    """A replay keeps the rows a failed run made durable (their cluster time is that run's ``high``)
+    and reads its own first chunk later: ``since`` must be the position the copy starts from, the same
+    for both, or a reader would remove the kept rows' documents at the end line."""
+    from shared.snapshot import Copier
+
+    progress = Progress()
+    progress.start([("shop", "orders")], "initial", (100, 2))
+    copier = Copier(progress, None, lambda: 0.0, lambda db, coll: True, 10, 1 << 20)
+    window = Window(1, 0, "shop", "orders", (300, 1), (300, 9), [_raw({"_id": 1})], None, True)
+    key, raw = copier.end_line(window)
+    assert key == "snapend:1" and bson.decode(raw)["snapshot"]["since"] == Timestamp(100, 2)
+    copier.chunk_done(window, 1)
+    assert progress.finished[0].since == [100, 2]
+
+
 def test_pending_compares_ids_in_bson_order():
     progress = Progress()
     progress.start([("d", "c")], "initial")
