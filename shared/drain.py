@@ -49,6 +49,7 @@ MAX_FOLDERS_PER_BATCH = 1000  # keeps a batch's intent well inside the checkpoin
 # run's last commit (which nothing overlaps) stays small; a busy committer lets it grow to half of
 # MAX_BUFFER_BYTES (the other half is the batch being written).
 EARLY_SEAL_BYTES = 8 * 1024 * 1024
+CHUNK_AWAIT_MS = 20  # how long a read waits for an event while a snapshot chunk waits for the stream
 
 
 def write_reserve(budget: float) -> float:
@@ -221,7 +222,9 @@ class _DrainRun:
             else:
                 committer.check()  # a failed commit stops the reading
             try:
-                event = source.next_event()
+                # a chunk waiting for the stream to pass its high watermark: quiet reads return soon
+                waiting = self.copier is not None and self.copier.window is not None
+                event = source.next_event(CHUNK_AWAIT_MS) if waiting else source.next_event()
             except HistoryLostError as exc:
                 # the stream fell off the oplog mid-run: keep what was read, then restart (or fail)
                 if not self._restarts_on_loss:
@@ -386,7 +389,11 @@ class _DrainRun:
         for ns in copier.start_requests((last, 0) if last is not None else None):
             log.warning("pipeline %s: snapshot request for %s ignored: not in the scope (%s)",
                         self.settings.pipeline_name, ns, scope.describe())
-        if copier.has_work and (copier.progress.oplog_checked or 0) < self.clock() - 600:
+        # the oplog window (for the warning that a copy may outlast it), every 10 minutes at most, once
+        # a copy has a rate to compare with it: reading it costs a sorted read of the oplog on some
+        # servers, which a copy that ends within its first run need not pay
+        if (any(c.copied for c in copier.progress.copies)
+                and (copier.progress.oplog_checked or 0) < self.clock() - 600):
             copier.progress.oplog_window = copier.reader.oplog_window()  # every 10 minutes at most
             copier.progress.oplog_checked = round(self.clock())
         return copier
@@ -399,11 +406,14 @@ class _DrainRun:
             return False
         window = copier.window
         if window is not None:
-            if window.passed(source.token_cluster()):
-                self._write_chunk(window)
-                if self.batch.bytes >= self.seal_at:
-                    self._commit(source)
-            return True
+            if not window.passed(source.token_cluster()):
+                return True
+            self._write_chunk(window)
+            if self.batch.bytes >= self.seal_at:
+                self._commit(source)
+            # the next chunk at once (a read of the stream now would wait for nothing)
+            if self.clock() >= self.deadline or self.numbering.replaying:
+                return True
         if not copier.has_work or (self.numbering.replaying and not self.numbering.hold):
             return False
         while True:

@@ -53,6 +53,7 @@ class DeadLetter(Exception):
 
 
 BATCH_SIZE = 2000
+MAX_AWAIT_MS = 500  # a read of a quiet stream waits this long for an event before reporting none
 SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
 
 
@@ -89,7 +90,7 @@ class ChangeSource:
             "full_document": None if settings.full_document == "default" else settings.full_document,
             "full_document_before_change": settings.full_document_before_change,
             # Why: a short await lets try_next() report "caught up" quickly instead of blocking the budget.
-            "max_await_time_ms": 500,
+            "max_await_time_ms": MAX_AWAIT_MS,
             # Why one event per batch: a batch holding an event over 16 MB fails whole, so after such
             # a failure the events before it are read one by one, and the failing read is that event.
             "batch_size": 1 if single else BATCH_SIZE,
@@ -106,18 +107,29 @@ class ChangeSource:
             # The first batch of the reopened aggregate holds the event: the next read reports it.
             self._pending_error = exc
 
+    def _set_await(self, await_ms: int | None) -> None:
+        # Why the cursor's attribute: pymongo fixes maxAwaitTimeMS when the stream opens, and a
+        # snapshot chunk waiting for the stream to pass its high watermark would otherwise wait the
+        # full 500 ms on every read of a quiet stream (the copy then ran at a chunk per second).
+        # Where the attribute is missing (another pymongo) the stream keeps its own wait.
+        cursor = getattr(self._stream, "_cursor", None)
+        if cursor is not None and hasattr(cursor, "_max_await_time_ms"):
+            cursor._max_await_time_ms = MAX_AWAIT_MS if await_ms is None else await_ms
+
     def server_time(self) -> Timestamp:
         """The deployment's current cluster time: where a new pipeline, or one restarted after lost
         history, begins."""
         with self.errors("reading the server's cluster time"):
             return self._client.admin.command("ping")["operationTime"]
 
-    def next_event(self) -> RawBSONDocument | None:
+    def next_event(self, await_ms: int | None = None) -> RawBSONDocument | None:
         """The next event, or None when none is waiting (caught up). Raises ``DeadLetter`` for an
-        event the server cannot deliver."""
+        event the server cannot deliver. ``await_ms``: how long a read of a quiet stream waits for
+        an event this time (default: the 500 ms the stream was opened with)."""
         try:
             if self._pending_error is not None:
                 raise self._pending_error
+            self._set_await(await_ms)
             with self.errors("reading the change stream"):
                 event = self._stream.try_next()
         except EventTooLargeError as exc:
