@@ -36,14 +36,12 @@ from typing import Any, Iterable
 import bson
 from bson import Int64, json_util
 from bson.raw_bson import RawBSONDocument
-from pymongo.errors import OperationFailure
 
 SNAP_PREFIX = "snap:"
 END_PREFIX = "snapend:"
 MODES = ("off", "initial", "when_needed")
 SYSTEM_DATABASES = ("admin", "local", "config")
 KEEP_FINISHED = 20  # finished copies kept in the checkpoint for status
-BAD_HINT = {2, 17007, 51196}  # BadValue / "bad hint": the server has no such index to walk
 
 # BSON comparison order of types (mongod's canonical type brackets). ``$gt`` compares only within
 # one bracket, so a chunk that reaches the end of one bracket goes on with the next brackets' types.
@@ -530,13 +528,10 @@ class ChunkReader:
         """A cursor over the copy's documents after its ``after``, in BSON ``_id`` order."""
         return Scan(self, copy, low)
 
-    def _cursor(self, copy: CollectionCopy, query: dict, batch: int, hint: bool = True):
-        # Why the hint: it names the plan mongod picks anyway (the _id index walk gives the sort), and
-        # SecantusDB, which otherwise sorts the matching documents in memory, then walks its index too
-        # (half the time of the sorted read on 200,000 documents). A server that refuses it (a
-        # collection without that index) is asked again without (``Scan.next_chunk``).
-        extra = {"hint": [("_id", 1)]} if hint else {}
-        return self._client[copy.db][copy.coll].find(query, sort=[("_id", 1)], batch_size=batch, **extra)
+    def _cursor(self, copy: CollectionCopy, query: dict, batch: int):
+        # No hint of the _id index: SecantusDB walks it in an order other than its sort's (and
+        # mongod's) for document _ids, which ``$gt`` on the last _id read would then skip from.
+        return self._client[copy.db][copy.coll].find(query, sort=[("_id", 1)], batch_size=batch)
 
     def estimate(self, db: str, coll: str) -> int | None:
         try:
@@ -601,8 +596,6 @@ class Scan:
                 self._queries.append({"_id": {"$type": later}})
         self._copy = copy
         self._cursor = None
-        self._query: dict = {}
-        self._hint = True
         self.done = False
 
     def fits(self, copy: CollectionCopy, now: float) -> bool:
@@ -616,7 +609,6 @@ class Scan:
         new ``after``, whether the collection has no more)."""
         docs: list[bytes] = []
         size = 0
-        fresh = False
         # the server's batches: whole chunks, within the 16 MiB a reply holds anyway
         batch = max(1, min(limit, 16 * 1024 * 1024 // 1100))
         with self.reader._errors(f"reading a snapshot chunk of {self.ns[0]}.{self.ns[1]}"):
@@ -625,18 +617,8 @@ class Scan:
                     if not self._queries:
                         self.done = True
                         break
-                    self._query = self._queries.pop(0)
-                    self._cursor = self.reader._cursor(self._copy, self._query, batch, self._hint)
-                    fresh = True
-                try:
-                    doc = next(self._cursor, None)
-                except OperationFailure as exc:
-                    if not (fresh and self._hint and exc.code in BAD_HINT):
-                        raise
-                    self._hint = False  # this collection has no {_id: 1} index to hint
-                    self._cursor = self.reader._cursor(self._copy, self._query, batch, False)
-                    continue
-                fresh = False
+                    self._cursor = self.reader._cursor(self._copy, self._queries.pop(0), batch)
+                doc = next(self._cursor, None)
                 if doc is None:
                     self._cursor.close()
                     self._cursor = None
