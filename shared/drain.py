@@ -241,6 +241,8 @@ class _DrainRun:
                           settings.pipeline_name, dead, lifecycle.describe_event(event))
             if event is None:
                 self.numbering.end_of_range()  # caught up: no event of an open range is still to come
+                if self.copier is not None and self.copier.busy and self.clock() >= deadline:
+                    break  # the budget ends while copying: a waiting chunk is read again next time
                 if self._snapshot_step(source):
                     continue
                 outcome = "caught_up"

@@ -144,7 +144,7 @@ def test_killed_while_one_batch_is_committed_and_the_next_is_read(make_pipeline,
 
 
 SNAPSHOT_SOAK_RUNS = int(os.environ.get("SNAPSHOT_SOAK_RUNS", "30"))
-SNAPSHOT_SOAK = {"SNAPSHOT": "initial", "SNAPSHOT_CHUNK_DOCS": "30", "DRAIN_BUDGET_SECONDS": "4"}
+SNAPSHOT_SOAK = {"SNAPSHOT": "initial", "SNAPSHOT_CHUNK_DOCS": "30", "DRAIN_BUDGET_SECONDS": "5"}
 SNAPSHOT_SOAK_CASES = [(PINNED, "rolling"), (DEFAULTS, "rolling"), (DEFAULTS, "per_event")]
 
 
@@ -186,7 +186,7 @@ def test_soak_random_kills_with_a_snapshot(make_pipeline, mode, layout):
             kills += 1
         else:
             assert result.returncode == 0, result.describe()
-        seq = pipeline.assert_position_safe(seq)
+        seq = _position_not_back(pipeline, seq)
     for _ in range(40):  # then runs until the copies are done and the stream is caught up
         pipeline.expire_lease()
         result = pipeline.drain()
@@ -196,8 +196,18 @@ def test_soak_random_kills_with_a_snapshot(make_pipeline, mode, layout):
             break
     else:
         raise AssertionError(f"the copies did not finish: {result.describe()}")
-    pipeline.assert_position_safe(seq)
-    lines = assert_replay_matches(pipeline, ("a", "b", "c"))  # also runs verify
+    _position_not_back(pipeline, seq)
+    # verify: the manifests chain every number of 1..seq as a line of the lake or a retired number
+    lines = assert_replay_matches(pipeline, ("a", "b", "c"))
     assert any(line["operationType"] == "snapshot" for line in lines)
-    assert [line["_seq"] for line in lines] == list(range(1, len(lines) + 1))
     assert kills >= SNAPSHOT_SOAK_RUNS // 3
+
+
+def _position_not_back(pipeline, previous_seq: int) -> int:
+    """The stored ``seq`` never moves backwards. (Not every number up to it need be a line: a replay
+    whose chunks are cut elsewhere retires numbers of the failed run's range, which its manifest
+    lists; ``verify`` checks that at the end.)"""
+    checkpoint = pipeline.checkpoint()
+    seq = checkpoint.seq if checkpoint else 0
+    assert seq >= previous_seq, f"the stored position moved backwards: seq {previous_seq} -> {seq}"
+    return seq
