@@ -36,7 +36,7 @@ from .lake import Lake
 from .publisher import Publisher
 from .runlease import RunLease
 from .settings import Settings
-from .source import ChangeSource, DeadLetter, Position
+from .source import ChangeSource, DeadLetter, Position, read_ahead_bytes
 
 log = logging.getLogger("shared.run")
 
@@ -200,7 +200,8 @@ class _DrainRun:
         if committer.committed.gap is not None:
             self._add_gap(committer.committed.gap)
         outcome = "budget"
-        seal_at = max(1, settings.max_buffer_bytes // 2)  # one batch filling, one being written
+        # MAX_BUFFER_BYTES bounds the events read ahead, the batch filling and the one being written
+        seal_at = max(1, (settings.max_buffer_bytes - read_ahead_bytes(settings)) // 2)
         while True:
             dead = None
             if committer.busy:

@@ -13,6 +13,7 @@ from pymongo import errors as mongo_errors
 
 from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
 from .lifecycle import STRIP_LARGE_FIELDS
+from .prefetch import ReadAhead
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ class DeadLetter(Exception):
 
 
 BATCH_SIZE = 2000
+READ_AHEAD_SHARE = 8  # the read-ahead holds at most MAX_BUFFER_BYTES / 8 of events not yet taken
+
+
+def read_ahead_bytes(settings: Settings) -> int:
+    """Bytes of events the read-ahead may hold beyond the batches (``MAX_BUFFER_BYTES`` bounds both)."""
+    return settings.max_buffer_bytes // READ_AHEAD_SHARE
 SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
 
 
@@ -101,7 +108,10 @@ class ChangeSource:
         self._pending_error = None
         try:
             with self.errors("opening the change stream", opening=True):
-                self._stream = self._target().watch(list(settings.mongo_pipeline), **options)
+                stream = self._target().watch(list(settings.mongo_pipeline), **options)
+            # Why not while reading one event per batch: that mode exists to find one event, and a
+            # read-ahead would only read past it.
+            self._stream = stream if single else ReadAhead(stream, read_ahead_bytes(settings))
         except EventTooLargeError as exc:
             # The first batch of the reopened aggregate holds the event: the next read reports it.
             self._pending_error = exc

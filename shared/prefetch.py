@@ -1,0 +1,160 @@
+"""Read-ahead for the change stream: a thread reads the next server batch while the drain numbers,
+encodes and routes the last one.
+
+Why: a serial ``try_next`` loop leaves the server idle while the app works and the app idle while the
+server prepares the next ``getMore``; with the read-ahead both run at once.
+
+``ReadAhead`` wraps a pymongo ``ChangeStream`` and offers the two things ``source.ChangeSource`` uses
+of it, with the same meaning as the plain stream, seen from the consumer:
+
+- ``try_next()``: the next event, or None when the stream had none waiting (caught up);
+- ``resume_token``: the position after the last event the consumer took (or the post-batch token
+  of the last empty read), never after an event only read ahead.
+
+Events read ahead and never taken are dropped at ``close()``: the position the drain commits comes
+from ``resume_token``, so nothing read ahead can be skipped. An error of the stream is raised by the
+``try_next()`` that reaches it, after every event read before it, so the drain sees the events and
+the error in the order the stream gave them.
+
+Bounded: events read ahead and not yet taken stay under ``limit`` bytes (plus one event, and the one
+server reply pymongo holds, as without read-ahead): the chunk being taken and the chunks waiting
+behind it have half of it each.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from . import invocation
+
+CHUNK_EVENTS = 500  # events handed over at once (fewer lock round trips per event)
+_EVENTS, _CAUGHT_UP, _END, _ERROR = range(4)  # what the thread hands over: (kind, ...)
+
+
+class ReadAhead:
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        # half for the chunk the consumer is taking, half for the chunks waiting behind it
+        self._limit = max(1, limit // 2)
+        self._ready: deque = deque()  # (kind, ...) in the stream's order
+        self._waiting = 0  # bytes of the events in _ready
+        self._cond = threading.Condition()
+        self._stop = False
+        self._paused = False  # after an empty read, until the consumer asks again
+        self._thread: threading.Thread | None = None
+        self._events: list = []  # the chunk being taken, and the token after each of its events
+        self._tokens: list = []
+        self._next = 0
+        self._token = stream.resume_token  # the position before anything is taken
+        self._ended = False
+
+    @property
+    def resume_token(self) -> Any:
+        return self._token
+
+    def try_next(self) -> Any:
+        while True:
+            if self._next < len(self._events):
+                i = self._next
+                self._next = i + 1
+                self._token = self._tokens[i]
+                return self._events[i]
+            if self._ended:
+                return None
+            item = self._take()
+            kind = item[0]
+            if kind == _EVENTS:
+                _, self._events, self._tokens, _ = item
+                self._next = 0
+            elif kind == _CAUGHT_UP:
+                if item[1] is not None:
+                    self._token = item[1]
+                return None
+            elif kind == _END:
+                self._ended = True
+            else:
+                self._ended = True
+                raise item[1]
+
+    def _take(self) -> tuple:
+        if self._thread is None:
+            self._thread = invocation.start_thread(self._read, name="change-stream-read-ahead", daemon=True)
+        with self._cond:
+            if self._paused and not self._ready:
+                self._paused = False
+                self._cond.notify_all()
+            while not self._ready:
+                self._cond.wait()
+            item = self._ready.popleft()
+            if item[0] == _EVENTS:
+                self._waiting -= item[3]
+                self._cond.notify_all()
+            return item
+
+    def _read(self) -> None:
+        stream, cond = self._stream, self._cond
+        events: list = []
+        tokens: list = []
+        size = 0
+        try:
+            while True:
+                with cond:
+                    while self._waiting >= self._limit and not self._stop:
+                        cond.wait()
+                    if self._stop:
+                        return
+                event = stream.try_next()
+                if event is None:
+                    with cond:
+                        self._hand_over(events, tokens, size)
+                        events, tokens, size = [], [], 0
+                        # Why the private attribute: the public property deep-copies the token
+                        self._ready.append((_CAUGHT_UP, stream._resume_token))
+                        self._paused = True
+                        cond.notify_all()
+                        while self._paused and not self._stop:
+                            cond.wait()
+                    continue
+                events.append(event)
+                tokens.append(stream._resume_token)
+                size += len(event.raw)
+                end = event["operationType"] == "invalidate" or not stream.alive
+                if end or len(events) >= CHUNK_EVENTS or size >= self._limit or not _has_buffered(stream):
+                    with cond:
+                        self._hand_over(events, tokens, size)
+                        if end:
+                            self._ready.append((_END,))
+                        cond.notify_all()
+                    events, tokens, size = [], [], 0
+                    if end:
+                        return
+        except BaseException as exc:  # handed to the consumer, in order, after the events before it
+            with cond:
+                self._hand_over(events, tokens, size)
+                self._ready.append((_ERROR, exc))
+                cond.notify_all()
+
+    def _hand_over(self, events: list, tokens: list, size: int) -> None:
+        if events:
+            self._ready.append((_EVENTS, events, tokens, size))
+            self._waiting += size
+
+    def close(self) -> None:
+        """Stop reading ahead (waits for a ``getMore`` in flight, at most its await time), then close
+        the stream."""
+        thread = self._thread
+        if thread is not None:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            thread.join(timeout=30)
+        self._stream.close()
+
+
+def _has_buffered(stream: Any) -> bool:
+    """Whether pymongo holds more events of the last server reply (taking them needs no request)."""
+    cursor = getattr(stream, "_cursor", None)
+    has_next = getattr(cursor, "_has_next", None)
+    return bool(has_next()) if has_next is not None else False
