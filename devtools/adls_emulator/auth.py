@@ -132,13 +132,18 @@ class Authenticator:
                     return
         raise _denied()
 
-    def tenant_of(self, headers: dict[str, str]) -> str:
+    def claims_of(self, headers: dict[str, str]) -> dict:
+        """The bearer token's claims (already checked by :meth:`check`); {} without one."""
         token = headers.get("authorization", "")[len("Bearer "):].strip()
         try:
             part = token.split(".")[1]
-            return str(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("tid", ""))
+            claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            return claims if isinstance(claims, dict) else {}
         except Exception:  # noqa: BLE001
-            return ""
+            return {}
+
+    def tenant_of(self, headers: dict[str, str]) -> str:
+        return str(self.claims_of(headers).get("tid", ""))
 
     def _check_bearer(self, token: str) -> dict:
         parts = token.split(".")
@@ -226,7 +231,8 @@ class Authenticator:
                 raise _denied("Signed key expiry time is malformed.") from exc
             if key_expiry < now:
                 raise _denied("The user delegation key has expired.")
-        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses")}
+        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses"),
+                "suoid": v("suoid") if params.get("skoid") else ""}
 
     def _check_account_sas(self, params: dict[str, str], sig: str) -> dict:
         fields = [self.account] + [params.get(n, "") for n in ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv",

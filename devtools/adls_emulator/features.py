@@ -58,7 +58,9 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
                   "x-ms-structured-content-length"}, set()),
     "get_properties": ({*_LEASE, *_CPK, "x-ms-upn"}, {"action", "upn"}),
     "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body", *_CPK}, set()),
-    "delete": (_LEASE, {"recursive"}),
+    # paginated=true (sent with token credentials): the service checks the ACLs page by page, then
+    # deletes at once; the emulator checks them all in one call, so it never answers a continuation.
+    "delete": (_LEASE, {"recursive", "paginated"}),
     "lease": (_LEASE_OPS, {"comp"}),
     "set_metadata": ({"meta", "x-ms-properties", *_LEASE, *_CPK}, {"comp", "action"}),
     "set_properties": ({*_BLOB_CONTENT, *_LEASE}, {"comp"}),
@@ -94,7 +96,6 @@ _FEATURES = {
     "snapshot": "snapshots",
     "versionid": "versions",
     "showonly": "soft delete / listing deleted paths",
-    "paginated": "paginated delete",
 }
 
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -26,6 +26,7 @@ from . import content as cv
 from . import query as qq
 from . import store as st
 from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
+from .authz import AclChecker, Principal
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
 from .features import check_request, not_implemented
@@ -52,6 +53,7 @@ class Request:
     tenant: str = ""  # the bearer token's tenant ID
     scheme_used: str = ""  # sharedkey | sas | bearer
     sas: dict | None = None  # what the SAS allows, when a SAS authorized the request
+    acl: Any = None  # the AclChecker when ACLs restrict the caller on this file system
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -264,7 +266,9 @@ class AccountHandlers:
             raise error(400, "InvalidHeaderValue",
                         "x-ms-deny-encryption-scope-override needs x-ms-default-encryption-scope.")
         fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor, default_scope=scope,
-                                          deny_scope_override=deny == "true")
+                                          deny_scope_override=deny == "true",
+                                          owner=req.caller if req.scheme_used == "bearer" and req.sas is None
+                                          else "$superuser")
         headers = self.write_headers(fs.etag, fs.last_modified)
         if req.flavor == "dfs":
             headers["x-ms-namespace-enabled"] = "true"
@@ -693,7 +697,8 @@ class AccountHandlers:
         result, token = self.store.set_access_control_recursive(
             req.filesystem, req.path, req.params.get("mode", ""), req.header("x-ms-acl") or "",
             max_records=_int(req.params.get("maxrecords"), "maxRecords"),
-            continuation=req.params.get("continuation"))
+            continuation=req.params.get("continuation"),
+            may_change=req.acl.can_change_acl if req.acl is not None else None, force=req.flag("forceFlag"))
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token:
             headers["x-ms-continuation"] = token
@@ -861,8 +866,11 @@ class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
 
     def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY,
-                 filesystem_soft_delete_days: int | None = None):
+                 filesystem_soft_delete_days: int | None = None, superusers: Iterable[str] = ()):
+        """``superusers``: object IDs that act as holding Storage Blob Data Owner (ACLs do not
+        restrict their bearer tokens)."""
         self.account = account
+        self.superusers = frozenset(superusers)
         self.persistence = SqlitePersistence(data_dir) if data_dir else None
         self.store = st.Store(self.persistence)
         self.store.filesystem_soft_delete_days = filesystem_soft_delete_days
@@ -910,10 +918,28 @@ class Emulator:
                 check_sas_permission(sas, op, owner_change=bool(req.header("x-ms-owner") or req.header("x-ms-group"))
                                      and op == "set_access_control")
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
-            resp = handler(req)
+            who = self.acl_principal(req, sas)
+            if who is None:
+                resp = handler(req)
+            else:
+                # The check and the operation see the same state: both run under the store's lock.
+                with self.store.lock:
+                    checker = AclChecker(self.store, who)
+                    if checker.check(req):
+                        req.acl = checker
+                    resp = handler(req)
         except StorageError as exc:
             resp = self.error_response(req, exc)
         return resp, rule
+
+    def acl_principal(self, req: Request, sas: dict | None) -> Principal | None:
+        """Whose ACL rights a request is checked against (see :mod:`.authz`), or None for no check."""
+        if sas is not None:
+            return Principal(sas["suoid"]) if sas.get("suoid") else None
+        if req.scheme_used != "bearer" or req.caller == "$superuser" or req.caller in self.superusers:
+            return None
+        groups = self.auth.claims_of(req.headers).get("groups") or []
+        return Principal(req.caller, frozenset(str(g) for g in groups if isinstance(g, str)))
 
     def error_response(self, req: Request, exc: StorageError) -> Response:
         headers = {"x-ms-error-code": exc.code, **exc.headers}
@@ -1109,10 +1135,13 @@ class RunningEmulator:
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
                     account: str = DEV_ACCOUNT, tls_cert: str | None = None,
-                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None) -> RunningEmulator:
+                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None,
+                    superusers: Iterable[str] = ()) -> RunningEmulator:
     """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
 
-    With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials).
+    With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials). ``superusers``:
+    object IDs whose tokens ACLs do not restrict (Storage Blob Data Owner).
     """
-    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days)
+    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days,
+                        superusers=superusers)
     return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

@@ -403,6 +403,7 @@ class Store:
 
     def __init__(self, persistence: "Any | None" = None) -> None:
         self._lock = threading.RLock()
+        self.lock = self._lock  # for checks that must see the same state as the operation after them
         self._fs: dict[str, FileSystem] = {}
         self._persistence = persistence
         # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days); in memory only.
@@ -428,7 +429,10 @@ class Store:
 
     # ------------------------------------------------------------------ file systems
     def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob",
-                          default_scope: str | None = None, deny_scope_override: bool = False) -> FileSystem:
+                          default_scope: str | None = None, deny_scope_override: bool = False,
+                          owner: str = "$superuser") -> FileSystem:
+        """``owner``: who created it (a token's object ID, else ``$superuser``) owns its root
+        directory and is its owning group."""
         with self._lock:
             if name in self._fs:
                 raise error(409, "ContainerAlreadyExists" if flavor == "blob" else "FilesystemAlreadyExists")
@@ -436,6 +440,7 @@ class Store:
             fs = FileSystem(name=name, etag=new_etag(), last_modified=now, created=now,
                             metadata=dict(metadata or {}), default_scope=default_scope or ACCOUNT_KEY_SCOPE,
                             deny_scope_override=deny_scope_override)
+            fs.root.owner = fs.root.group = owner
             self._fs[name] = fs
             self._save_fs(fs)
             return fs
@@ -594,6 +599,8 @@ class Store:
                 raise error(409, "PathConflict")
 
     def _children(self, fs: FileSystem, path: str) -> list[str]:
+        if path == "":
+            return list(fs.nodes)
         prefix = path + "/"
         return [p for p in fs.nodes if p.startswith(prefix)]
 
@@ -1050,10 +1057,15 @@ class Store:
             return self._info(path, node)
 
     def set_access_control_recursive(self, fs_name: str, path: str, mode: str, acl: str, *,
-                                     max_records: int | None = None, continuation: str | None = None
+                                     max_records: int | None = None, continuation: str | None = None,
+                                     may_change: "Callable[[Node], bool] | None" = None, force: bool = False
                                      ) -> tuple[dict[str, Any], str | None]:
         """dfs ``action=setAccessControlRecursive``: ``mode`` set / modify / remove on the path and
-        everything below it, at most ``max_records`` paths per call (continuation for the rest)."""
+        everything below it, at most ``max_records`` paths per call (continuation for the rest).
+
+        ``may_change(node)`` is the caller's ACL check per path: a path it refuses is a failed entry.
+        Without ``force`` (``forceFlag``) the call stops at the first failure and gives no
+        continuation; with it, it goes on."""
         mode = (mode or "").lower()
         if mode not in ("set", "modify", "remove"):
             raise error(400, "InvalidQueryParameterValue", "mode must be set, modify or remove.")
@@ -1071,8 +1083,18 @@ class Store:
             limit = max_records if max_records and 0 < max_records <= 2000 else 2000
             batch, rest = names[:limit], names[limit:]
             dirs = files = 0
+            failed: list[dict[str, str]] = []
+            done: list[str] = []
             for name in batch:
-                node = fs.nodes[name]
+                node = self._node(fs, name)
+                if may_change is not None and not may_change(node):
+                    failed.append({"errorMessage": "This request is not authorized to perform this operation using "
+                                                   "this permission.",
+                                   "name": name, "type": "DIRECTORY" if node.is_dir else "FILE"})
+                    if not force:
+                        break
+                    continue
+                done.append(name)
                 if mode == "set":
                     node.acl = acls.check_access(access)
                     if node.is_dir:
@@ -1092,10 +1114,12 @@ class Store:
                     dirs += 1
                 else:
                     files += 1
-            self._save_nodes(fs, batch)
+            self._save_nodes(fs, done)
             token = _encode_continuation(batch[-1]) if rest and batch else None
-            return {"directoriesSuccessful": dirs, "filesSuccessful": files, "failureCount": 0,
-                    "failedEntries": []}, token
+            if failed and not force:
+                token = None  # the service stops at the first failure
+            return {"directoriesSuccessful": dirs, "filesSuccessful": files, "failureCount": len(failed),
+                    "failedEntries": failed}, token
 
     def path_lease(self, fs_name: str, path: str, action: str, *, lease_id: str | None = None,
                    proposed_lease_id: str | None = None, duration: int = -1,
