@@ -18,7 +18,7 @@ _ALWAYS_PARAMS = {"timeout"}
 # SAS parameters (checked by the authenticator).
 SAS_PARAMS = {"sv", "ss", "srt", "sp", "se", "st", "spr", "sip", "sr", "sig", "sdd", "si", "skoid", "sktid",
               "skt", "ske", "sks", "skv", "saoid", "suoid", "scid", "rscc", "rscd", "rsce", "rscl", "rsct",
-              "ses", "sduoid", "skdutid"}
+              "ses", "sduoid", "skdutid", "srh", "srq"}
 
 _LEASE = {"x-ms-lease-id"}
 _LEASE_OPS = {"x-ms-lease-action", "x-ms-lease-id", "x-ms-proposed-lease-id", "x-ms-lease-duration",
@@ -110,9 +110,10 @@ def not_implemented(what: str) -> StorageError:
     return StorageError(501, "NotImplemented", f"The ADLS emulator does not implement {what}.")
 
 
-def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> None:
+def check_request(op: str, headers: dict[str, str], params: dict[str, str], signed: set[str] = frozenset()) -> None:
     """Raise 501 NotImplemented when the request uses a header, parameter or value the emulator
-    would otherwise ignore. ``headers``/``params`` have lower-case names."""
+    would otherwise ignore. ``headers``/``params`` have lower-case names; ``signed`` are query
+    parameters a dynamic user delegation SAS signs (they are the caller's, not the service's)."""
     if op == "unknown":
         return
     allowed_headers, allowed_params = IMPLEMENTED.get(op, (set(), set()))
@@ -123,7 +124,7 @@ def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> N
             continue
         raise not_implemented(f"the request header {_feature(name)} on this operation")
     for name in params:
-        if name in _ALWAYS_PARAMS or name in SAS_PARAMS or name in allowed_params:
+        if name in _ALWAYS_PARAMS or name in SAS_PARAMS or name in allowed_params or name in signed:
             continue
         raise not_implemented(f"the query parameter {_feature(name)} on this operation")
     # Values that select features the emulator does not have.

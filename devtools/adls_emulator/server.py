@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlsplit
@@ -378,6 +379,14 @@ class AccountHandlers:
         expiry = _xml_value(text, "Expiry")
         if not expiry:
             raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
+        try:
+            start_at = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+            expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+        except ValueError as exc:
+            raise error(400, "InvalidXmlNodeValue", "KeyInfo Start and Expiry must be ISO 8601 times.") from exc
+        if expiry_at <= start_at or expiry_at > time.time() + 7 * 86400:
+            raise error(400, "InvalidXmlNodeValue",
+                        "The key's expiry must be after its start and within seven days of the current time.")
         version = req.header("x-ms-version") or DEFAULT_VERSION
         oid, tid = req.caller, req.tenant
         delegated_tid = _xml_value(text, "DelegatedUserTid")
@@ -910,7 +919,7 @@ class Emulator:
             req.sas = sas
             if req.scheme_used == "bearer":
                 req.tenant = self.auth.tenant_of(req.headers)
-            check_request(req.op, req.headers, req.params)
+            check_request(req.op, req.headers, req.params, (sas or {}).get("signed_query") or set())
             if sas is not None:
                 op = req.op
                 if op == "get_properties" and (req.params.get("action") or "").lower() == "getaccesscontrol":
