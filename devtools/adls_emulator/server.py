@@ -189,6 +189,7 @@ class AccountHandlers:
         self.public_url = ""  # set by the server once the port is known
         self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
         self.service_properties = ServiceProperties()
+        self.encryption_scopes = frozenset(DEFAULT_ENCRYPTION_SCOPES)  # the account's (set by the Emulator)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -263,6 +264,7 @@ class AccountHandlers:
         if deny not in ("true", "false"):
             raise error(400, "InvalidHeaderValue", "x-ms-deny-encryption-scope-override must be true or false.")
         scope = req.header("x-ms-default-encryption-scope")
+        check_scope(scope, self.encryption_scopes)
         if deny == "true" and not scope:
             raise error(400, "InvalidHeaderValue",
                         "x-ms-deny-encryption-scope-override needs x-ms-default-encryption-scope.")
@@ -416,7 +418,7 @@ class AccountHandlers:
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
             permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
             owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
-            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind),
+            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind, self.encryption_scopes),
             expiry=create_expiry(req, kind))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
@@ -802,11 +804,25 @@ def check_customer_key(req: Request, enc: dict[str, str]) -> None:
                     "The blob is not encrypted with customer specified encryption.")
 
 
-def new_path_encryption(req: Request, fs: st.FileSystem, kind: str) -> dict[str, str]:
+# The account's encryption scopes when none are declared (``--encryption-scope``): besides the
+# account key's ``$account-encryption-key``, which always exists.
+DEFAULT_ENCRYPTION_SCOPES = ("scope1", "scope2")
+
+
+def check_scope(scope: str | None, scopes: frozenset[str]) -> None:
+    """An encryption scope the account does not have is refused (the service knows its account's scopes)."""
+    if scope and scope != st.ACCOUNT_KEY_SCOPE and scope not in scopes:
+        raise error(404, "EncryptionScopeNotFound", f"The encryption scope {scope!r} does not exist in this account.")
+
+
+def new_path_encryption(req: Request, fs: st.FileSystem, kind: str,
+                        scopes: frozenset[str] = frozenset(DEFAULT_ENCRYPTION_SCOPES)) -> dict[str, str]:
     """How a path created by ``req`` in ``fs`` is encrypted (its encryption scope, customer key and context)."""
     enc: dict[str, str] = {}
     scope = req.header("x-ms-encryption-scope")
     sas_scope = (req.sas or {}).get("ses") or None
+    check_scope(scope, scopes)
+    check_scope(sas_scope, scopes)
     if scope and sas_scope and scope != sas_scope:
         raise error(403, "AuthorizationFailure", "The encryption scope of the request is not the SAS's (ses).")
     scope = scope or sas_scope
@@ -875,9 +891,11 @@ class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
 
     def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY,
-                 filesystem_soft_delete_days: int | None = None, superusers: Iterable[str] = ()):
+                 filesystem_soft_delete_days: int | None = None, superusers: Iterable[str] = (),
+                 encryption_scopes: Iterable[str] | None = None):
         """``superusers``: object IDs that act as holding Storage Blob Data Owner (ACLs do not
-        restrict their bearer tokens)."""
+        restrict their bearer tokens). ``encryption_scopes``: the account's encryption scopes
+        (default :data:`DEFAULT_ENCRYPTION_SCOPES`); others are refused."""
         self.account = account
         self.superusers = frozenset(superusers)
         self.persistence = SqlitePersistence(data_dir) if data_dir else None
@@ -888,6 +906,8 @@ class Emulator:
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
         self.handlers.key_deriver = self.auth.delegation_key
+        self.handlers.encryption_scopes = frozenset(DEFAULT_ENCRYPTION_SCOPES if encryption_scopes is None
+                                                    else encryption_scopes)
         self.scheme = "http"  # set by the server
 
     def parse(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
@@ -1145,12 +1165,13 @@ class RunningEmulator:
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
                     account: str = DEV_ACCOUNT, tls_cert: str | None = None,
                     tls_key: str | None = None, filesystem_soft_delete_days: int | None = None,
-                    superusers: Iterable[str] = ()) -> RunningEmulator:
+                    superusers: Iterable[str] = (), encryption_scopes: Iterable[str] | None = None) -> RunningEmulator:
     """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
 
     With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials). ``superusers``:
-    object IDs whose tokens ACLs do not restrict (Storage Blob Data Owner).
+    object IDs whose tokens ACLs do not restrict (Storage Blob Data Owner). ``encryption_scopes``:
+    the account's encryption scopes (default ``scope1``, ``scope2``).
     """
     emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days,
-                        superusers=superusers)
+                        superusers=superusers, encryption_scopes=encryption_scopes)
     return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

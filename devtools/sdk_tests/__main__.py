@@ -32,10 +32,11 @@ def start_emulator(cert: str, key: str, log_path: Path) -> tuple[subprocess.Pope
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     # Like the SDK's test accounts: file system soft delete on (an account setting), blob soft
     # delete (DeleteRetentionPolicy) set through the service properties below, and the identity of
-    # the tests' token credential holding Storage Blob Data Owner (a superuser for ACLs).
+    # the tests' token credential holding Storage Blob Data Owner (a superuser for ACLs), and the
+    # encryption scope their tests use.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "devtools.adls_emulator", "--port", "0",
                              "--tls-cert", cert, "--tls-key", key, "--filesystem-soft-delete-days", "7",
-                             "--superuser", TOKEN_OID],
+                             "--superuser", TOKEN_OID, "--encryption-scope", "hnstestscope1"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     match = re.search(r"listening on (https://\S+)", line)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -175,5 +176,49 @@ def test_soft_delete_and_undelete_of_paths_and_file_systems():
         assert [x.name for x in gone] == ["soft"]
         back = svc.undelete_file_system("soft", gone[0].deleted_version, new_name="again")
         assert [p.name for p in back.get_paths()] == ["d", "d/a"]
+    finally:
+        running.stop()
+
+
+def test_only_the_accounts_encryption_scopes_are_accepted(emu_service):
+    fs = emu_service.get_file_system_client(f"fs{uuid.uuid4().hex[:12]}")
+    with pytest.raises(HttpResponseError) as exc:
+        fs.create_file_system(encryption_scope_options=EncryptionScopeOptions("no-such-scope"))
+    assert (exc.value.status_code, exc.value.error_code) == (404, "EncryptionScopeNotFound")
+    fs.create_file_system()
+    with pytest.raises(HttpResponseError) as exc:
+        fs.create_file("f", headers={"x-ms-encryption-scope": "no-such-scope"})
+    assert (exc.value.status_code, exc.value.error_code) == (404, "EncryptionScopeNotFound")
+    assert [p.name for p in fs.get_paths()] == []  # nothing was made
+    assert fs.create_file("g", headers={"x-ms-encryption-scope": "scope2"}).get_file_properties().encryption_scope == "scope2"
+    assert fs.create_file("h", headers={"x-ms-encryption-scope": "$account-encryption-key"})
+
+
+def test_declared_encryption_scopes_replace_the_default_list():
+    from azure.storage.filedatalake import FileSystemSasPermissions, generate_file_system_sas
+
+    from devtools.adls_emulator.server import start_in_thread
+
+    running = start_in_thread(encryption_scopes=["team-a"])
+    try:
+        svc = DataLakeServiceClient(running.url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+                                    retry_total=0)
+        fs = svc.create_file_system("scoped", encryption_scope_options=EncryptionScopeOptions("team-a"))
+        assert fs.create_file("f").get_file_properties().encryption_scope == "team-a"
+        with pytest.raises(HttpResponseError) as exc:
+            fs.create_file("g", headers={"x-ms-encryption-scope": "scope1"})
+        assert exc.value.error_code == "EncryptionScopeNotFound"
+        # A SAS's encryption scope (ses) must exist too.
+        for scope, ok in (("team-a", True), ("team-b", False)):
+            sas = generate_file_system_sas(DEV_ACCOUNT, "scoped", DEV_KEY, FileSystemSasPermissions(write=True),
+                                           expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+                                           encryption_scope=scope)
+            via_sas = DataLakeServiceClient(running.url, credential=sas, retry_total=0).get_file_system_client("scoped")
+            if ok:
+                via_sas.create_file(f"by-sas-{scope}")
+            else:
+                with pytest.raises(HttpResponseError) as exc:
+                    via_sas.create_file(f"by-sas-{scope}")
+                assert exc.value.error_code == "EncryptionScopeNotFound"
     finally:
         running.stop()
