@@ -407,6 +407,7 @@ class AccountHandlers:
 
     def set_service_properties(self, req: Request) -> Response:
         self.service_properties.set(req.body)
+        self.store.save_setting("service_properties", self.service_properties.elements)
         return Response(202)
 
     # -- paths ------------------------------------------------------------------------------
@@ -906,6 +907,9 @@ class Emulator:
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
         self.handlers.key_deriver = self.auth.delegation_key
+        saved = self.store.load_setting("service_properties")
+        if saved:
+            self.handlers.service_properties.elements.update(saved)
         self.handlers.encryption_scopes = frozenset(DEFAULT_ENCRYPTION_SCOPES if encryption_scopes is None
                                                     else encryption_scopes)
         self.scheme = "http"  # set by the server

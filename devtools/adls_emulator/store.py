@@ -305,7 +305,7 @@ class FileSystem:
     default_scope: str = ACCOUNT_KEY_SCOPE
     deny_scope_override: bool = False
     expiring: bool = True  # some file may have an expiry time (checked, then kept exact, by the store)
-    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}} (in memory only).
+    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}}.
     deleted: list[dict[str, Any]] = field(default_factory=list)
     # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
     root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
@@ -406,11 +406,20 @@ class Store:
         self.lock = self._lock  # for checks that must see the same state as the operation after them
         self._fs: dict[str, FileSystem] = {}
         self._persistence = persistence
-        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days); in memory only.
+        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days).
         self._deleted_fs: dict[tuple[str, str], tuple[FileSystem, float, int]] = {}
         self.filesystem_soft_delete_days: int | None = None  # an account setting (management plane)
         if persistence is not None:
             self._fs = persistence.load()
+            self._deleted_fs = persistence.load_deleted_filesystems()
+
+    def save_setting(self, name: str, value: Any) -> None:
+        """Keep an account setting (JSON) with the data, when there is a data directory."""
+        if self._persistence is not None:
+            self._persistence.save_setting(name, value)
+
+    def load_setting(self, name: str) -> Any:
+        return self._persistence.load_setting(name) if self._persistence is not None else None
 
     # ------------------------------------------------------------------ persistence helpers
     def _save_fs(self, fs: FileSystem) -> None:
@@ -500,13 +509,19 @@ class Store:
             if self._persistence is not None:
                 self._persistence.delete_filesystem(name)
             if self.filesystem_soft_delete_days:
-                self._deleted_fs[(name, _deletion_stamp())] = (fs, time.time(), self.filesystem_soft_delete_days)
+                version, when = _deletion_stamp(), time.time()
+                self._deleted_fs[(name, version)] = (fs, when, self.filesystem_soft_delete_days)
+                if self._persistence is not None:
+                    self._persistence.save_deleted_filesystem(name, version, fs, when,
+                                                              self.filesystem_soft_delete_days)
 
     def _purge_deleted_filesystems(self) -> None:
         now = time.time()
         for key, (_, when, days) in list(self._deleted_fs.items()):
             if when + days * 86400 <= now:
                 del self._deleted_fs[key]
+                if self._persistence is not None:
+                    self._persistence.drop_deleted_filesystem(*key)
 
     def deleted_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
@@ -534,6 +549,10 @@ class Store:
             self._fs[new_name] = fs
             self._save_fs(fs)
             self._save_nodes(fs, list(fs.nodes))
+            if self._persistence is not None:
+                for d in fs.deleted:
+                    self._persistence.save_deleted_path(new_name, d)
+                self._persistence.drop_deleted_filesystem(name, version)
             return fs
 
     def set_filesystem_metadata(self, name: str, metadata: dict[str, str], lease_id: str | None = None,
@@ -870,13 +889,22 @@ class Store:
             if not soft_delete_days:
                 return None
             deletion_id = _deletion_stamp()
-            fs.deleted.append({"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
-                               "days": soft_delete_days, "nodes": removed})
+            entry = {"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
+                     "days": soft_delete_days, "nodes": removed}
+            fs.deleted.append(entry)
+            if self._persistence is not None:
+                self._persistence.save_deleted_path(fs.name, entry)
             return deletion_id
 
     def _live_deleted(self, fs: FileSystem) -> list[dict[str, Any]]:
         now = time.time()
-        fs.deleted = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        live = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        if self._persistence is not None and len(live) != len(fs.deleted):
+            kept = {id(d) for d in live}
+            for d in fs.deleted:
+                if id(d) not in kept:
+                    self._persistence.drop_deleted_path(fs.name, d["deletion_id"])
+        fs.deleted = live
         return fs.deleted
 
     def deleted_paths(self, fs_name: str, prefix: str = "") -> list[dict[str, Any]]:
@@ -910,6 +938,8 @@ class Store:
             fs.nodes.update(entry["nodes"])
             fs.deleted.remove(entry)
             self._save_nodes(fs, changed)
+            if self._persistence is not None:
+                self._persistence.drop_deleted_path(fs.name, entry["deletion_id"])
             return self._info(path, fs.nodes[path])
 
     def rename(self, src_fs_name: str, src_path: str, dst_fs_name: str, dst_path: str, *,

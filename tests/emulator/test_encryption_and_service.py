@@ -190,7 +190,8 @@ def test_only_the_accounts_encryption_scopes_are_accepted(emu_service):
         fs.create_file("f", headers={"x-ms-encryption-scope": "no-such-scope"})
     assert (exc.value.status_code, exc.value.error_code) == (404, "EncryptionScopeNotFound")
     assert [p.name for p in fs.get_paths()] == []  # nothing was made
-    assert fs.create_file("g", headers={"x-ms-encryption-scope": "scope2"}).get_file_properties().encryption_scope == "scope2"
+    g = fs.create_file("g", headers={"x-ms-encryption-scope": "scope2"})
+    assert g.get_file_properties().encryption_scope == "scope2"
     assert fs.create_file("h", headers={"x-ms-encryption-scope": "$account-encryption-key"})
 
 
@@ -222,3 +223,51 @@ def test_declared_encryption_scopes_replace_the_default_list():
                 assert exc.value.error_code == "EncryptionScopeNotFound"
     finally:
         running.stop()
+
+
+def test_soft_deleted_items_and_service_properties_survive_a_restart(tmp_path):
+    from devtools.adls_emulator.server import start_in_thread
+
+    key = {"account_name": DEV_ACCOUNT, "account_key": DEV_KEY}
+    data_dir = str(tmp_path / "adls")
+    first = start_in_thread(data_dir=data_dir, filesystem_soft_delete_days=7)
+    try:
+        svc = DataLakeServiceClient(first.url, credential=key, retry_total=0)
+        svc.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=True, days=2),
+                                   static_website=StaticWebsite(enabled=True, index_document="index.html"))
+        fs = svc.create_file_system("keep")
+        fs.get_file_client("d/a").upload_data(b"abc", overwrite=True)
+        fs.get_file_client("d/b").upload_data(b"bbb", overwrite=True)
+        deleted_a = fs.get_file_client("d/a").delete_file()["deletion_id"]
+        gone = svc.create_file_system("gone")
+        gone.get_file_client("x").upload_data(b"xyz", overwrite=True)
+        gone.get_file_client("y").upload_data(b"y", overwrite=True)
+        gone.get_file_client("y").delete_file()  # a soft-deleted path inside a deleted file system
+        gone.delete_file_system()
+    finally:
+        first.stop()
+    second = start_in_thread(data_dir=data_dir, filesystem_soft_delete_days=7)
+    try:
+        svc = DataLakeServiceClient(second.url, credential=key, retry_total=0)
+        props = svc.get_service_properties()
+        assert (props["delete_retention_policy"].enabled, props["delete_retention_policy"].days) == (True, 2)
+        assert props["static_website"].index_document == "index.html"
+        fs = svc.get_file_system_client("keep")
+        assert [(p.name, p.deletion_id) for p in fs.list_deleted_paths()] == [("d/a", deleted_a)]
+        assert fs._undelete_path("d/a", deleted_a).download_file().readall() == b"abc"
+        assert list(fs.list_deleted_paths()) == []
+        deleted = [x for x in svc.list_file_systems(include_deleted=True) if x.deleted]
+        assert [x.name for x in deleted] == ["gone"]
+        back = svc.undelete_file_system("gone", deleted[0].deleted_version)
+        assert back.get_file_client("x").download_file().readall() == b"xyz"
+        assert [p.name for p in back.list_deleted_paths()] == ["y"]
+    finally:
+        second.stop()
+    third = start_in_thread(data_dir=data_dir, filesystem_soft_delete_days=7)
+    try:  # what was restored stays restored, and nothing is listed as deleted twice
+        svc = DataLakeServiceClient(third.url, credential=key, retry_total=0)
+        assert [x.name for x in svc.list_file_systems(include_deleted=True) if x.deleted] == []
+        assert svc.get_file_system_client("keep").get_file_client("d/a").download_file().readall() == b"abc"
+        assert [p.name for p in svc.get_file_system_client("gone").list_deleted_paths()] == ["y"]
+    finally:
+        third.stop()
