@@ -292,7 +292,7 @@ SAS_PERMISSIONS = {
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
     "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w", "query": "r",
-    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w",
+    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w", "set_tags": "t", "get_tags": "t",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
 _SERVICE_LEVEL = ("list_filesystems", "get_service_properties", "set_service_properties")

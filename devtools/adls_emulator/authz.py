@@ -117,12 +117,12 @@ class AclChecker:
 
     def _check(self, req, fs) -> None:
         op, path = req.op, req.path
-        if op in ("read", "query"):
+        if op in ("read", "query", "get_tags"):
             self.traverse(fs, path)
             self.need(fs, path, "r")
         elif op == "get_properties":
             self.traverse(fs, path)
-        elif op in ("append", "flush", "set_metadata", "set_properties", "set_expiry", "lease"):
+        elif op in ("append", "flush", "set_metadata", "set_properties", "set_expiry", "lease", "set_tags"):
             self.traverse(fs, path)
             self.need(fs, path, "w")
         elif op in ("create_file", "create_directory", "put_blob", "undelete_path"):

@@ -29,6 +29,9 @@ _BLOB_CONTENT = {"x-ms-blob-content-type", "x-ms-blob-content-encoding", "x-ms-b
                  "x-ms-blob-content-disposition", "x-ms-blob-cache-control", "x-ms-blob-content-md5"}
 _SOURCE_CONDITIONS = {"x-ms-source-if-match", "x-ms-source-if-none-match", "x-ms-source-if-modified-since",
                       "x-ms-source-if-unmodified-since"}
+# Set/Get Blob Tags take their conditions on the blob as x-ms-blob-if-*.
+_BLOB_CONDITIONS = {"x-ms-blob-if-match", "x-ms-blob-if-none-match", "x-ms-blob-if-modified-since",
+                    "x-ms-blob-if-unmodified-since"}
 _CPK = {"x-ms-encryption-key", "x-ms-encryption-key-sha256", "x-ms-encryption-algorithm"}
 _ACCESS = {"x-ms-permissions", "x-ms-umask", "x-ms-owner", "x-ms-group", "x-ms-acl"}
 _EXPIRY = {"x-ms-expiry-option", "x-ms-expiry-time"}
@@ -69,6 +72,8 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "get_user_delegation_key": (set(), {"restype", "comp"}),
     "get_service_properties": (set(), {"restype", "comp"}),
     "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
+    "set_tags": ({*_LEASE, *_BLOB_CONDITIONS, "x-ms-content-crc64"}, {"comp"}),
+    "get_tags": ({*_LEASE, *_BLOB_CONDITIONS}, {"comp"}),
     "query": ({*_LEASE, *_CPK}, {"comp"}),
     "list_deleted_paths": (set(), {"restype", "comp", "showonly", "prefix", "marker", "maxresults"}),
     "undelete_path": ({"x-ms-undelete-source"}, {"comp"}),
@@ -130,6 +135,6 @@ def check_request(op: str, headers: dict[str, str], params: dict[str, str], sign
     # Values that select features the emulator does not have.
     if op == "list_filesystems":
         extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata",
-                                                                                                  "deleted"}
+                                                                                                  "deleted", "system"}
         if extra:
             raise not_implemented(f"listing file systems with include={','.join(sorted(extra))}")

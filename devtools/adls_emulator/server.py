@@ -11,11 +11,13 @@ import base64
 import email.utils
 import hashlib
 import json
+import re
 import socket
 import ssl
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,9 +142,10 @@ def classify(req: Request) -> None:
     if comp:
         req.flavor = "blob"
         req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties",
-                  "expiry": "set_expiry"}.get(comp, "unknown")
+                  "expiry": "set_expiry", "tags": "set_tags"}.get(comp, "unknown")
         if m != "PUT" and req.op != "unknown":
-            req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
+            req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else \
+                "get_tags" if comp == "tags" and m == "GET" else "unknown"
         if comp == "query" and m == "POST":
             req.op = "query"
         if comp == "undelete" and m == "PUT":
@@ -243,6 +246,8 @@ class AccountHandlers:
         out.update(encryption_headers(info.encryption, with_context=True))
         if info.expires_at is not None:
             out["x-ms-expiry-time"] = http_date(info.expires_at)
+        if info.tag_count:
+            out["x-ms-tag-count"] = str(info.tag_count)
         metadata = dict(info.metadata)
         if info.is_dir:
             metadata.setdefault("hdi_isfolder", "true")
@@ -319,6 +324,9 @@ class AccountHandlers:
     def list_filesystems(self, req: Request) -> Response:
         prefix = req.params.get("prefix", "")
         items = self.store.list_filesystems(prefix)
+        includes = {v.strip().lower() for v in req.params.get("include", "").split(",")}
+        if "system" not in includes or req.flavor == "dfs":
+            items = [i for i in items if not i["name"].startswith("$")]  # system file systems ($logs)
         marker = req.params.get("marker") or req.params.get("continuation")
         if marker:
             items = [i for i in items if i["name"] >= marker]
@@ -695,6 +703,25 @@ class AccountHandlers:
         info = self.store.set_expiry(req.filesystem, req.path, expiry, relative, req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
+    def set_tags(self, req: Request) -> Response:
+        """Set Blob Tags: replaces the path's tags; ETag and Last-Modified stay as they are."""
+        if req.header("content-md5") is not None:
+            cv.check_md5(req.body, req.header("content-md5"))
+        if req.header("x-ms-content-crc64") is not None:
+            cv.check_crc64(req.body, req.header("x-ms-content-crc64"))
+        tags = parse_tags(req.body)
+        self.store.set_tags(req.filesystem, req.path, tags, conditions=self.conditions(req, "x-ms-blob-"),
+                            lease_id=req.header("x-ms-lease-id"))
+        return Response(204)
+
+    def get_tags(self, req: Request) -> Response:
+        tags = self.store.get_tags(req.filesystem, req.path, conditions=self.conditions(req, "x-ms-blob-"),
+                                   lease_id=req.header("x-ms-lease-id"))
+        body = ('<?xml version="1.0" encoding="utf-8"?><Tags><TagSet>'
+                + "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in tags.items())
+                + "</TagSet></Tags>")
+        return Response(200, {"Content-Type": "application/xml"}, body.encode())
+
     def set_access_control(self, req: Request) -> Response:
         info = self.store.set_access_control(
             req.filesystem, req.path, permissions=req.header("x-ms-permissions"), owner=req.header("x-ms-owner"),
@@ -859,6 +886,29 @@ def encryption_headers(enc: dict[str, str], with_context: bool = False) -> dict[
     return out
 
 
+_TAG_TEXT = re.compile(r"^[A-Za-z0-9 +\-./:=_]*$")
+
+
+def parse_tags(body: bytes) -> dict[str, str]:
+    """The body of Set Blob Tags: at most 10 tags, keys of 1-128 and values of 0-256 characters out of
+    letters, digits, space and ``+ - . / : = _`` (else 400 ``InvalidTag``)."""
+    try:
+        root = ET.fromstring(body.decode("utf-8-sig")) if body.strip() else None
+    except (ET.ParseError, UnicodeDecodeError) as exc:
+        raise error(400, "InvalidXmlDocument", "The tags are not well-formed XML.") from exc
+    tags: dict[str, str] = {}
+    for tag in ([] if root is None else root.iter("Tag")):
+        key, value = tag.findtext("Key") or "", tag.findtext("Value") or ""
+        if not 1 <= len(key) <= 128 or len(value) > 256 or not _TAG_TEXT.match(key) or not _TAG_TEXT.match(value) \
+                or key in tags:
+            raise error(400, "InvalidTag", "The tags specified are invalid. It contains characters that are not "
+                        "permitted, a key or value of a length out of bounds, or a duplicate key.")
+        tags[key] = value
+    if len(tags) > 10:
+        raise error(400, "InvalidTag", "At most 10 tags can be set on a blob.")
+    return tags
+
+
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
@@ -887,6 +937,10 @@ def _parse_range(value: str) -> tuple[int, int | None]:
         raise error(400, "InvalidHeaderValue", f"Bad range {value!r}.") from exc
 
 
+# The account's system file system, listed only with include=system; nothing is logged into it.
+SYSTEM_FILESYSTEM = "$logs"
+
+
 # ---------------------------------------------------------------------------- the emulator
 class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
@@ -907,6 +961,8 @@ class Emulator:
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
         self.handlers.key_deriver = self.auth.delegation_key
+        if SYSTEM_FILESYSTEM not in self.store.list_names():
+            self.store.create_filesystem(SYSTEM_FILESYSTEM)
         saved = self.store.load_setting("service_properties")
         if saved:
             self.handlers.service_properties.elements.update(saved)

@@ -256,6 +256,7 @@ class Node:
     # "key_sha256" (a customer-provided key), "context" (x-ms-encryption-context, files).
     encryption: dict[str, str] = field(default_factory=dict)
     expiry: float | None = None  # files: when the file is deleted (set with x-ms-expiry-*)
+    tags: dict[str, str] = field(default_factory=dict)  # blob index tags
 
     @property
     def is_dir(self) -> bool:
@@ -275,7 +276,7 @@ class Node:
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
             "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
             "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
-            "expiry": self.expiry,
+            "expiry": self.expiry, "tags": self.tags,
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -289,7 +290,7 @@ class Node:
             default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
             owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
             lease=Lease.from_dict(meta["lease"]), encryption=dict(meta.get("encryption") or {}),
-            expiry=meta.get("expiry"),
+            expiry=meta.get("expiry"), tags=dict(meta.get("tags") or {}),
         )
 
 
@@ -350,6 +351,7 @@ class PathInfo:
     acl: str = ""
     expires_at: float | None = None
     encryption: dict[str, str] = field(default_factory=dict)
+    tag_count: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -568,6 +570,10 @@ class Store:
             self._save_fs(fs)
             return fs
 
+    def list_names(self) -> list[str]:
+        with self._lock:
+            return list(self._fs)
+
     def list_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
             return [{"name": fs.name, "etag": fs.etag, "last_modified": fs.last_modified,
@@ -598,7 +604,7 @@ class Store:
                         http_headers=dict(node.http_headers), permissions=node.permissions,
                         lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
                         acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption),
-                        expires_at=node.expiry)
+                        expires_at=node.expiry, tag_count=len(node.tags))
 
     def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
@@ -1042,6 +1048,30 @@ class Store:
             node.touch()
             self._save_nodes(fs, [path])
             return self._info(path, node)
+
+    def set_tags(self, fs_name: str, path: str, tags: dict[str, str], *, conditions: Conditions | None = None,
+                 lease_id: str | None = None) -> None:
+        """Set Blob Tags: replaces the tags; the path's ETag and Last-Modified do not change."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, "blob")
+            node.tags = dict(tags)
+            self._save_nodes(fs, [path])
+
+    def get_tags(self, fs_name: str, path: str, *, conditions: Conditions | None = None,
+                 lease_id: str | None = None) -> dict[str, str]:
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            node = self._node(fs, normalize_path(path), "BlobNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            if lease_id:
+                node.lease.check_write(lease_id, "blob")
+            return dict(node.tags)
 
     def set_path_http_headers(self, fs_name: str, path: str, http_headers: dict[str, str], *,
                               conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:

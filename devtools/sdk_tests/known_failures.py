@@ -6,9 +6,6 @@ Keys are ``fnmatch`` patterns over pytest node ids relative to the package's ``t
 """
 
 KNOWN_FAILURES: dict[str, str] = {
-    "test_file*.py::*::test_data_lake_tags": "blob index tags (x-ms-tags, ?comp=tags) are not implemented (501)",
-    "test_file_system*.py::*::test_list_system_filesystems":
-        "the emulator has no system file systems ($logs); include=system answers 501",
     "test_quick_query.py::*::test_quick_query_output_in_arrow_format":
         "quick query Arrow output is not implemented (501)",
     "test_quick_query.py::*::test_quick_query_*_in_parquet_format":
