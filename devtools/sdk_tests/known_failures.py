@@ -6,6 +6,11 @@ Keys are ``fnmatch`` patterns over pytest node ids relative to the package's ``t
 """
 
 KNOWN_FAILURES: dict[str, str] = {
+    "test_file.py::*::test_datalake_dynamic_user_delegation_sas":
+        "the SAS is signed for the wrong resource: with the emulator's IP-style URL the SDK takes the account "
+        "name of the client create_file returns to be 'devstoreaccount1/<file system>', so the signed "
+        "resource names the file system twice and the signature cannot match (dynamic user delegation SAS "
+        "themselves are verified, see tests/emulator/test_user_delegation_sas.py)",
     "test_quick_query.py::*::test_quick_query_output_in_arrow_format":
         "quick query Arrow output is not implemented (501)",
     "test_quick_query.py::*::test_quick_query_*_in_parquet_format":
