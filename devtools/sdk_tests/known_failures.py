@@ -11,8 +11,6 @@ KNOWN_FAILURES: dict[str, str] = {
         "name of the client create_file returns to be 'devstoreaccount1/<file system>', so the signed "
         "resource names the file system twice and the signature cannot match (dynamic user delegation SAS "
         "themselves are verified, see tests/emulator/test_user_delegation_sas.py)",
-    "test_quick_query.py::*::test_quick_query_output_in_arrow_format":
-        "quick query Arrow output is not implemented (501)",
     "test_quick_query.py::*::test_quick_query_*_in_parquet_format":
         "the source package does not ship the test's tests/resources/parquet.parquet (FileNotFoundError); "
         "Parquet input is not implemented either",

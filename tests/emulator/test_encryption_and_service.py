@@ -149,6 +149,34 @@ def test_quick_query_csv_and_json(emu_fs):
     assert exc.value.status_code == 501
 
 
+def test_quick_query_arrow_output(emu_fs):
+    import io
+
+    import polars as pl
+    from azure.storage.filedatalake import ArrowDialect, ArrowType, DelimitedTextDialect
+
+    f = emu_fs.create_file("rows.csv")
+    f.upload_data(b"id,name,price,ok,at\n1,apple,2.50,true,2026-01-02T03:04:05Z\n2,,x,false,\n"
+                  b"3,pear,10,true,2026-03-04T05:06:07.250Z\n", overwrite=True)
+    errors = []
+    schema = [ArrowDialect(ArrowType.INT64, name="id"), ArrowDialect(ArrowType.STRING, name="name"),
+              ArrowDialect(ArrowType.DECIMAL, name="price", precision=6, scale=2),
+              ArrowDialect(ArrowType.BOOL, name="ok"), ArrowDialect(ArrowType.TIMESTAMP_MS, name="at")]
+    stream = f.query_file("SELECT * FROM BlobStorage WHERE id > 1", on_error=errors.append,
+                          file_format=DelimitedTextDialect(has_header=True), output_format=schema).readall()
+    table = pl.read_ipc_stream(io.BytesIO(stream))  # an Arrow IPC stream any Arrow reader takes
+    assert table.columns == ["id", "name", "price", "ok", "at"]
+    assert table["id"].to_list() == [2, 3] and table["name"].to_list() == ["", "pear"]
+    assert [str(v) if v is not None else None for v in table["price"].to_list()] == [None, "10.00"]
+    assert table["ok"].to_list() == [False, True]
+    assert table["at"].to_list()[1].isoformat() == "2026-03-04T05:06:07.250000"
+    assert [(e.is_fatal, e.error) for e in errors] == [(False, "InvalidTypeConversion")]  # price "x"
+    schema = [ArrowDialect(ArrowType.DOUBLE, name="p")]
+    stream = f.query_file("SELECT price FROM BlobStorage WHERE id = 3", file_format=DelimitedTextDialect(
+        has_header=True), output_format=schema).readall()
+    assert pl.read_ipc_stream(io.BytesIO(stream))["p"].to_list() == [10.0]
+
+
 def test_soft_delete_and_undelete_of_paths_and_file_systems():
     from azure.storage.filedatalake import RetentionPolicy
 
