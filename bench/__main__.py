@@ -69,7 +69,32 @@ def machine() -> dict:
 
     return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
             "platform": platform.platform(), "pymongo": pymongo.version, "bson_c": bson.has_c(),
-            "orjson": orjson.__version__, "loadavg": os.getloadavg()}
+            "orjson": orjson.__version__, "loadavg": os.getloadavg(),
+            "placement": None if PLACEMENT is None else {"mongo": sorted(PLACEMENT[0]), "rest": sorted(PLACEMENT[1])}}
+
+
+def placement() -> tuple[set[int], set[int]] | None:
+    """Where the processes run: the MongoDB server on a CPU of its own, the contenders, Azurite and
+    the emulator on the others. Why: on Azure the server runs on other machines, so what a contender
+    does must not slow the server down (on a shared core the app's writing and the emulator would
+    be charged to the stream). None with fewer than 2 CPUs, or with ``BENCH_PIN=0``."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or os.environ.get("BENCH_PIN", "1") == "0":
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """``pid``, each of its threads and its child processes, on ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+        children = task / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                pin(int(child), cpus)
+
+
+PLACEMENT = placement()
 
 
 def start_stack(base: Path, oplog_entries: int, log):
@@ -84,6 +109,13 @@ def start_stack(base: Path, oplog_entries: int, log):
         stack = LocalStack(base, Ports.free(), die_with_parent=True, log=log)
         try:
             stack.start()
+            if PLACEMENT is not None:
+                server, rest = PLACEMENT
+                pin(stack.pids()["mongo"], server)
+                for name, pid in stack.pids().items():
+                    if name != "mongo":
+                        pin(pid, rest)
+                log(f"placement: the MongoDB server on CPU {sorted(server)}, everything else on CPUs {sorted(rest)}")
             return stack
         except StackError as exc:
             stack.stop()
@@ -95,8 +127,10 @@ def start_stack(base: Path, oplog_entries: int, log):
 
 def run_contender(name: str, config_path: Path) -> dict:
     started = time.monotonic()
+    rest = PLACEMENT[1] if PLACEMENT is not None else None
     proc = subprocess.run([sys.executable, "-m", "bench.contenders", name, str(config_path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, rest)) if rest else None)
     if proc.returncode != 0:
         raise RuntimeError(f"contender {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -109,6 +109,7 @@ class _DrainRun:
         self._source, self._lake, self._store = source, lake, store
         self.exception: BaseException | None = None
         self.committer: Committer | None = None  # once this run holds the lease
+        self.scope = settings.scope  # read for every event
 
     def run(self) -> RunReport:
         settings = self.settings
@@ -293,7 +294,7 @@ class _DrainRun:
         ns = event.get("ns")
         db = ns.get("db") if ns is not None else None
         coll = ns.get("coll") if ns is not None else None
-        scope = self.settings.scope
+        scope = self.scope
         if db is None and scope.db:
             # invalidate events name no namespace: they go with the scope they belong to
             db, coll = scope.db, scope.coll

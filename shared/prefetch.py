@@ -44,30 +44,32 @@ class ReadAhead:
         self._stop = False
         self._paused = False  # after an empty read, until the consumer asks again
         self._thread: threading.Thread | None = None
-        self._events: list = []  # the chunk being taken, and the token after each of its events
-        self._tokens: list = []
+        self._events: list = []  # the chunk being taken
+        self._count = 0
         self._next = 0
-        self._token = stream.resume_token  # the position before anything is taken
+        self._token = stream.resume_token  # after the chunk's last event (before anything: the start)
         self._ended = False
 
     @property
     def resume_token(self) -> Any:
-        return self._token
+        i = self._next
+        # Why an event's own _id inside a chunk: a chunk never spans two server replies, and pymongo
+        # takes the post-batch token only after a reply's last event, which ends its chunk.
+        return self._events[i - 1]["_id"] if i < self._count else self._token
 
     def try_next(self) -> Any:
         while True:
-            if self._next < len(self._events):
-                i = self._next
+            i = self._next
+            if i < self._count:
                 self._next = i + 1
-                self._token = self._tokens[i]
                 return self._events[i]
             if self._ended:
                 return None
             item = self._take()
             kind = item[0]
             if kind == _EVENTS:
-                _, self._events, self._tokens, _ = item
-                self._next = 0
+                _, self._events, self._token, _ = item
+                self._count, self._next = len(self._events), 0
             elif kind == _CAUGHT_UP:
                 if item[1] is not None:
                     self._token = item[1]
@@ -94,22 +96,20 @@ class ReadAhead:
             return item
 
     def _read(self) -> None:
-        stream, cond = self._stream, self._cond
+        stream, cond, limit = self._stream, self._cond, self._limit
+        take = stream.try_next
         events: list = []
-        tokens: list = []
         size = 0
         try:
             while True:
                 with cond:
-                    while self._waiting >= self._limit and not self._stop:
+                    while self._waiting >= limit and not self._stop:
                         cond.wait()
                     if self._stop:
                         return
-                event = stream.try_next()
+                event = take()  # at most one getMore
                 if event is None:
                     with cond:
-                        self._hand_over(events, tokens, size)
-                        events, tokens, size = [], [], 0
                         # Why the private attribute: the public property deep-copies the token
                         self._ready.append((_CAUGHT_UP, stream._resume_token))
                         self._paused = True
@@ -117,28 +117,32 @@ class ReadAhead:
                         while self._paused and not self._stop:
                             cond.wait()
                     continue
-                events.append(event)
-                tokens.append(stream._resume_token)
-                size += len(event.raw)
+                events, size = [event], len(event.raw)
+                buffered = _buffered(stream)  # the rest of the reply pymongo holds: no request
+                while buffered and size < limit and len(events) < CHUNK_EVENTS:
+                    event = take()
+                    events.append(event)
+                    size += len(event.raw)
+                    buffered -= 1
+                # an invalidate ends the stream: the server closes the cursor with the reply it ends
                 end = event["operationType"] == "invalidate" or not stream.alive
-                if end or len(events) >= CHUNK_EVENTS or size >= self._limit or not _has_buffered(stream):
-                    with cond:
-                        self._hand_over(events, tokens, size)
-                        if end:
-                            self._ready.append((_END,))
-                        cond.notify_all()
-                    events, tokens, size = [], [], 0
+                with cond:
+                    self._hand_over(events, stream._resume_token, size)
                     if end:
-                        return
+                        self._ready.append((_END,))
+                    cond.notify_all()
+                events, size = [], 0
+                if end:
+                    return
         except BaseException as exc:  # handed to the consumer, in order, after the events before it
             with cond:
-                self._hand_over(events, tokens, size)
+                self._hand_over(events, stream._resume_token, size)
                 self._ready.append((_ERROR, exc))
                 cond.notify_all()
 
-    def _hand_over(self, events: list, tokens: list, size: int) -> None:
+    def _hand_over(self, events: list, token: Any, size: int) -> None:
         if events:
-            self._ready.append((_EVENTS, events, tokens, size))
+            self._ready.append((_EVENTS, events, token, size))
             self._waiting += size
 
     def close(self) -> None:
@@ -153,8 +157,7 @@ class ReadAhead:
         self._stream.close()
 
 
-def _has_buffered(stream: Any) -> bool:
-    """Whether pymongo holds more events of the last server reply (taking them needs no request)."""
-    cursor = getattr(stream, "_cursor", None)
-    has_next = getattr(cursor, "_has_next", None)
-    return bool(has_next()) if has_next is not None else False
+def _buffered(stream: Any) -> int:
+    """How many events of the last server reply pymongo still holds (taking them needs no request)."""
+    data = getattr(getattr(stream, "_cursor", None), "_data", None)
+    return len(data) if data is not None else 0

@@ -128,8 +128,12 @@ class ChangeSource:
         try:
             if self._pending_error is not None:
                 raise self._pending_error
-            with self.errors("reading the change stream"):
+            try:
                 event = self._stream.try_next()
+            except mongo_errors.PyMongoError as failure:
+                # Why not a ``with`` around every read: it runs for every event; failures are rare
+                with self.errors("reading the change stream"):
+                    raise failure from None
         except EventTooLargeError as exc:
             here = self.position() or self._position
             if not self._single:

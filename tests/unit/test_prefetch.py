@@ -24,8 +24,9 @@ class _Cursor:
     def __init__(self, stream):
         self._stream = stream
 
-    def _has_next(self) -> bool:
-        return bool(self._stream.batch)
+    @property
+    def _data(self) -> list:
+        return self._stream.batch
 
 
 class ScriptedStream:
