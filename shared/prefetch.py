@@ -118,12 +118,14 @@ class ReadAhead:
                             cond.wait()
                     continue
                 events, size = [event], len(event.raw)
-                buffered = _buffered(stream)  # the rest of the reply pymongo holds: no request
-                while buffered and size < limit and len(events) < CHUNK_EVENTS:
-                    event = take()
-                    events.append(event)
-                    size += len(event.raw)
-                    buffered -= 1
+                rest = _reply_rest(stream)  # the rest of the reply pymongo holds: no request
+                if rest:
+                    pop = rest.popleft
+                    while rest and size < limit and len(events) < CHUNK_EVENTS:
+                        event = pop()
+                        events.append(event)
+                        size += len(event.raw)
+                    _taken(stream, event)
                 # an invalidate ends the stream: the server closes the cursor with the reply it ends
                 end = event["operationType"] == "invalidate" or not stream.alive
                 with cond:
@@ -157,7 +159,24 @@ class ReadAhead:
         self._stream.close()
 
 
-def _buffered(stream: Any) -> int:
-    """How many events of the last server reply pymongo still holds (taking them needs no request)."""
-    data = getattr(getattr(stream, "_cursor", None), "_data", None)
-    return len(data) if data is not None else 0
+def _reply_rest(stream: Any) -> Any:
+    """The events of the last server reply pymongo still holds (a deque; taking them needs no
+    request), or None where the driver keeps them elsewhere (then every event goes through
+    ``try_next``)."""
+    return getattr(getattr(stream, "_cursor", None), "_data", None)
+
+
+def _taken(stream: Any, last: Any) -> None:
+    """Leave the stream as ``ChangeStream.try_next`` leaves it after handing out ``last``, events
+    taken from its reply directly. Why not ``try_next`` for each: it inflates every event's top level
+    to read its ``_id`` here, in the read-ahead thread, and the run then touches those objects again
+    on its own thread, out of the cache; taken raw, an event is decoded once, where it is used.
+    ``tests/integration/test_read_ahead.py`` holds this to the driver's own positions."""
+    cursor = stream._cursor
+    token = last["_id"]
+    if not cursor._has_next() and cursor._post_batch_resume_token:
+        token = cursor._post_batch_resume_token
+    stream._uses_start_after = False
+    stream._uses_resume_after = True
+    stream._resume_token = token
+    stream._start_at_operation_time = None

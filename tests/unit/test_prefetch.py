@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import pytest
 
@@ -25,8 +26,15 @@ class _Cursor:
         self._stream = stream
 
     @property
-    def _data(self) -> list:
+    def _data(self):
         return self._stream.batch
+
+    def _has_next(self) -> bool:
+        return bool(self._stream.batch)
+
+    @property
+    def _post_batch_resume_token(self):
+        return f"pbrt-{self._stream.reply}"
 
 
 class ScriptedStream:
@@ -36,7 +44,7 @@ class ScriptedStream:
 
     def __init__(self, script, token="start"):
         self.script = list(script)
-        self.batch: list = []
+        self.batch = deque()
         self.reply = 0
         self._resume_token = token
         self._cursor = _Cursor(self)
@@ -63,8 +71,8 @@ class ScriptedStream:
                 if not reply:
                     self._resume_token = f"pbrt-{self.reply}"
                     return None
-                self.batch = list(reply)
-            event = self.batch.pop(0)
+                self.batch = deque(reply)
+            event = self.batch.popleft()
             self._resume_token = event["_id"] if self.batch else f"pbrt-{self.reply}"
             if event["operationType"] == "invalidate":
                 self.alive = False
@@ -122,14 +130,19 @@ def test_nothing_after_an_invalidate_is_read():
 def test_it_holds_at_most_its_limit_of_events_not_yet_taken():
     stream = ScriptedStream([_events("a", 100, size=100)])
     ahead = ReadAhead(stream, limit=1000)
+
+    def read():  # events the thread took from the stream
+        return 100 - len(stream.batch) if stream.reply else 0
+
     assert ahead.try_next()["_id"] == "a0"
     deadline = time.monotonic() + 30
-    while stream.reads < 1000 // 100 and time.monotonic() < deadline:  # the thread reads ahead...
+    while read() < 1000 // 100 and time.monotonic() < deadline:  # the thread reads ahead...
         time.sleep(0.01)
     time.sleep(0.2)  # ...and would go on now if it were not bounded
     # read and not yet taken: at most the limit, plus the event that crossed each half of it
-    assert 1000 // 100 <= stream.reads <= 1000 // 100 + 2
+    assert 1000 // 100 <= read() <= 1000 // 100 + 2
     assert [ahead.try_next()["_id"] for _ in range(99)] == [f"a{i}" for i in range(1, 100)]
+    assert ahead.resume_token == "pbrt-1"
     ahead.close()
 
 
