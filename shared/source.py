@@ -12,6 +12,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo_errors
 
 from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
+from .fields import event_fields
 from .lifecycle import STRIP_LARGE_FIELDS
 from .prefetch import ReadAhead
 from .settings import Settings
@@ -144,7 +145,7 @@ class ChangeSource:
             # One event per batch and the read still fails: the next event is the large one.
             raise DeadLetter(self._skip_too_large(here), exc.code) from None
         if event is not None:
-            if event["operationType"] == "invalidate":
+            if event_fields(event)[0] == "invalidate":
                 self.invalidated = True
             if self._single:
                 self._single -= 1
