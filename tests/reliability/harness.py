@@ -359,7 +359,38 @@ def new_pipeline(stack_env: dict, mongo, datalake, filesystem: str, table: str, 
     return Pipeline(env, mongo, datalake, db, coll, scope, Timestamp(now, 0) if mode == PINNED else None)
 
 
+MODES = (PINNED, DEFAULTS)
+ONE_MINUTE_WINDOWS = {"ROLL_WINDOW": "1m"}  # so that a test (as the soak) can cross a window's end
 COLLECTIONS = ("a", "b", "c")
+
+
+def pipeline_in_mode(make, mode: str, collections=COLLECTIONS, begin: bool = True, **settings) -> Pipeline:
+    """``make(mode=mode, **settings)``; under the defaults also pre-images on for ``collections`` and,
+    unless ``begin`` is false (a test of the first run itself), the first run that takes the position."""
+    pipeline = make(mode=mode, **settings)
+    if mode == DEFAULTS:
+        pipeline.enable_preimages(collections)
+        if begin:
+            pipeline.begin()
+    return pipeline
+
+
+def change_documents(pipeline: Pipeline, names=COLLECTIONS, pad: int = 900) -> None:
+    """Every document changes and grows: between a failure and its replay, so that a replay under
+    ``updateLookup`` reads other documents (longer lines, other roll and commit points) than the
+    failed run did."""
+    for name in names:
+        pipeline.collection(name).update_many({}, {"$set": {"changed": "g" * pad}})
+
+
+def wait_for_the_next_window() -> None:
+    """Sleep into the next one-minute window (``ONE_MINUTE_WINDOWS``; cluster times are this machine's)."""
+    time.sleep(60.5 - time.time() % 60)
+
+
+def windows_of(lines: list[dict]) -> set[str]:
+    """The windows (``YYYYMMDDTHHMMZ``) of the rolling files that hold ``lines`` (from ``lake_lines``)."""
+    return {line["__path"].rsplit("/part-", 1)[1][:14] for line in lines if "/part-" in line["__path"]}
 
 
 def write_round(pipeline: Pipeline, rng, inserts: int = 60) -> None:
