@@ -393,6 +393,16 @@ def windows_of(lines: list[dict]) -> set[str]:
     return {line["__path"].rsplit("/part-", 1)[1][:14] for line in lines if "/part-" in line["__path"]}
 
 
+def assert_in_their_windows(lines: list[dict]) -> None:
+    """Each line of a rolling file is in the file of its own one-minute window (``ONE_MINUTE_WINDOWS``),
+    where a run that never failed puts it (cluster times do not step back here)."""
+    for line in lines:
+        if "/part-" in line["__path"]:
+            window = datetime.fromtimestamp(line["clusterTime"].time // 60 * 60, tz=timezone.utc)
+            assert windows_of([line]) == {f"{window:%Y%m%dT%H%M}Z"}, (
+                f"_seq {line['_seq']} (cluster time {window:%H:%M}) is in {line['__path']}")
+
+
 def write_round(pipeline: Pipeline, rng, inserts: int = 60) -> None:
     """Inserts (sizes vary, so files roll), then updates and deletes, over three collections."""
     for name in COLLECTIONS:

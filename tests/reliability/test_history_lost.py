@@ -16,8 +16,8 @@ from bson import Timestamp
 
 from shared.status import pipeline_status
 
-from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, _key, change_documents, pipeline_in_mode,
-                      wait_for_the_next_window, windows_of)
+from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, _key, change_documents,
+                      pipeline_in_mode, wait_for_the_next_window, windows_of)
 
 
 def _lose_history(pipeline) -> None:
@@ -98,4 +98,5 @@ def test_restart_policy_writes_a_gap_record_then_continues(make_private_pipeline
     assert pipeline.checkpoint().gap is None
     if across:
         assert windows_of([gap]) != windows_of(after[:1]), "the replay wrote in the killed run's window"
+        assert_in_their_windows(lines)
     pipeline.assert_lake_verifies()

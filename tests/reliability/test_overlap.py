@@ -15,8 +15,8 @@ import pytest
 
 from shared.runlease import RUN_LEASE_SECONDS
 
-from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, change_documents, pipeline_in_mode,
-                      wait_for_the_next_window, write_round)
+from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, change_documents,
+                      pipeline_in_mode, wait_for_the_next_window, write_round)
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 ROUNDS = 8
@@ -94,7 +94,9 @@ def test_a_dead_runs_lease_blocks_until_it_expires_then_is_taken_over(make_pipel
     after = pipeline.checkpoint()
     assert after.lease_until == 0.0  # released with the last commit
     pipeline.assert_position_safe(seq)
-    pipeline.assert_exactly_once()
+    lines = pipeline.assert_exactly_once()
+    if across:
+        assert_in_their_windows(lines)
     pipeline.assert_lake_verifies()
 
 
