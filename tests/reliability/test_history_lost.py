@@ -17,11 +17,7 @@ from bson import Timestamp
 from shared.status import pipeline_status
 
 from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, _key, change_documents,
-                      pipeline_in_mode, wait_for_the_next_window, windows_of)
-
-
-def _lose_history(pipeline) -> None:
-    pipeline.collection("filler").insert_many([{"i": i} for i in range(1100)])
+                      lose_history, pipeline_in_mode, wait_for_the_next_window, windows_of)
 
 
 def _prepare(pipeline):
@@ -29,7 +25,7 @@ def _prepare(pipeline):
     first = pipeline.drain()
     assert first.outcome == "caught_up" and first.report["events"] == 5, first.describe()
     # the stored position is now the post-batch token after these 5 events
-    _lose_history(pipeline)
+    lose_history(pipeline)
     return pipeline.checkpoint()
 
 

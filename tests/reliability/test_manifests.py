@@ -10,7 +10,7 @@ import pytest
 
 from shared import manifests as mf
 
-from .harness import write_round
+from .harness import kill_runs, write_round
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 
@@ -51,13 +51,7 @@ CASES = [["before_manifest:1"], ["after_manifest:1"], ["before_manifest:3"], ["a
 def test_manifests_match_after_killed_runs(make_pipeline, failpoints):
     rng = random.Random(11)
     pipeline = make_pipeline(**SMALL)
-    seq = 0
-    for failpoint in failpoints:
-        write_round(pipeline, rng, inserts=30)
-        pipeline.expire_lease()
-        result = pipeline.drain(failpoint=failpoint)
-        assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
-        seq = pipeline.assert_position_safe(seq)
+    kill_runs(pipeline, rng, failpoints)
     write_round(pipeline, rng, inserts=20)
     pipeline.drain_until_caught_up()
     pipeline.assert_exactly_once()
