@@ -21,6 +21,12 @@ from . import layout
 PROJECTED = "<projected>"
 
 
+# A commit names at most this many files. Why: its manifest waits in the checkpoint row until it is
+# written (``publisher``), compressed at about 90 characters a file against the row's 240,000 for
+# it, and a manifest a failed publish left owed must fit beside the next one.
+MAX_FILES_PER_BATCH = 1000
+
+
 @dataclass(frozen=True)
 class FileState:
     dir: str
@@ -155,8 +161,8 @@ class Batch:
 
     @property
     def full(self) -> bool:
-        """Sealed by bytes and folders only (a per-event batch also by its number of files)."""
-        return False
+        """As many files as a commit's manifest may name (``MAX_FILES_PER_BATCH``)."""
+        return len(self.sealed) + len(self.pending) >= MAX_FILES_PER_BATCH
 
     def files(self) -> list[PendingFile]:
         """Every file with new lines, sealed parts first within a folder (they precede in order)."""

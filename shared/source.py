@@ -12,7 +12,9 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo_errors
 
 from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
+from .fields import event_fields
 from .lifecycle import STRIP_LARGE_FIELDS
+from .prefetch import ReadAhead
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ class DeadLetter(Exception):
 
 
 BATCH_SIZE = 2000
+READ_AHEAD_SHARE = 8  # the read-ahead holds at most MAX_BUFFER_BYTES / 8 of events not yet taken
+
+
+def read_ahead_bytes(settings: Settings) -> int:
+    """Bytes of events the read-ahead may hold beyond the batches (``MAX_BUFFER_BYTES`` bounds both)."""
+    return settings.max_buffer_bytes // READ_AHEAD_SHARE
 SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
 
 
@@ -101,7 +109,10 @@ class ChangeSource:
         self._pending_error = None
         try:
             with self.errors("opening the change stream", opening=True):
-                self._stream = self._target().watch(list(settings.mongo_pipeline), **options)
+                stream = self._target().watch(list(settings.mongo_pipeline), **options)
+            # Why not while reading one event per batch: that mode exists to find one event, and a
+            # read-ahead would only read past it.
+            self._stream = stream if single else ReadAhead(stream, read_ahead_bytes(settings))
         except EventTooLargeError as exc:
             # The first batch of the reopened aggregate holds the event: the next read reports it.
             self._pending_error = exc
@@ -118,8 +129,12 @@ class ChangeSource:
         try:
             if self._pending_error is not None:
                 raise self._pending_error
-            with self.errors("reading the change stream"):
+            try:
                 event = self._stream.try_next()
+            except mongo_errors.PyMongoError as failure:
+                # Why not a ``with`` around every read: it runs for every event; failures are rare
+                with self.errors("reading the change stream"):
+                    raise failure from None
         except EventTooLargeError as exc:
             here = self.position() or self._position
             if not self._single:
@@ -130,7 +145,7 @@ class ChangeSource:
             # One event per batch and the read still fails: the next event is the large one.
             raise DeadLetter(self._skip_too_large(here), exc.code) from None
         if event is not None:
-            if event["operationType"] == "invalidate":
+            if event_fields(event)[0] == "invalidate":
                 self.invalidated = True
             if self._single:
                 self._single -= 1
