@@ -381,7 +381,7 @@ class _DrainRun:
                       committed_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
                       gap=None if self.gap_added else planned.gap)
         self.planned, self.carry, self.batch_first = new, kept, None
-        return Sealed(files, new, intent if files else None)
+        return Sealed(files, new, intent if files else None, self.batch.rows_ahead(files))
 
     def _save_failure(self, store: CheckpointStore, checkpoint: Checkpoint) -> None:
         failed = replace(checkpoint, last_error={**(self.report.error or {}), "run_id": self.report.run_id,

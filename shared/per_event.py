@@ -96,6 +96,11 @@ class EventBatch:
     def adopt(self, states) -> None:
         """Nothing to adopt: per-event files have no open state."""
 
+    @staticmethod
+    def rows_ahead(files: list[EventFile]) -> list[FileState]:
+        """No folder rows to keep ahead (see ``batch.Batch.rows_ahead``)."""
+        return []
+
 
 class PerEventWriter:
     """Creates the files of a sealed per-event batch (the committer's writer for this layout)."""

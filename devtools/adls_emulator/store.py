@@ -630,6 +630,21 @@ class Store:
         return [p for p in fs.nodes if p.startswith(prefix)]
 
     # ------------------------------------------------------------------ paths: operations
+    @staticmethod
+    def _creation_target(fs: FileSystem, path: str, conditions: Conditions | None, exists_code: str,
+                         exists_message: str | None = None) -> tuple[str, Node | None]:
+        """The normalized ``path`` of a create and the node it replaces (None: a new path), once the
+        request's conditions hold: ``If-None-Match: *`` on an existing path is 409 ``exists_code``."""
+        path = normalize_path(path)
+        if not path:
+            raise error(400, "InvalidResourceName", "The path is empty.")
+        existing = fs.nodes.get(path)
+        conditions = conditions or Conditions()
+        if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
+            raise error(409, exists_code, exists_message)
+        conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+        return path, existing
+
     def create_path(self, fs_name: str, path: str, kind: str, *, conditions: Conditions | None = None,
                     lease_id: str | None = None, metadata: dict[str, str] | None = None,
                     http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
@@ -642,14 +657,7 @@ class Store:
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             enc = encryption(fs) if encryption else {}
-            path = normalize_path(path)
-            if not path:
-                raise error(400, "InvalidResourceName", "The path is empty.")
-            existing = fs.nodes.get(path)
-            conditions = conditions or Conditions()
-            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
-                raise error(409, "PathAlreadyExists")
-            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            path, existing = self._creation_target(fs, path, conditions, "PathAlreadyExists")
             if existing is not None and existing.kind != kind:
                 raise error(409, "PathConflict")
             if existing is not None:
@@ -718,14 +726,8 @@ class Store:
         existing file keeps its ACL, owner and lease, and loses uncommitted appends."""
         with self._lock:
             fs = self._get_fs(fs_name, "blob")
-            path = normalize_path(path)
-            if not path:
-                raise error(400, "InvalidResourceName", "The path is empty.")
-            existing = fs.nodes.get(path)
-            conditions = conditions or Conditions()
-            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
-                raise error(409, "BlobAlreadyExists", "The specified blob already exists.")
-            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            path, existing = self._creation_target(fs, path, conditions, "BlobAlreadyExists",
+                                                   "The specified blob already exists.")
             if existing is not None and existing.is_dir:
                 raise error(409, "PathConflict")
             if existing is not None:
