@@ -73,7 +73,32 @@ def machine() -> dict:
 
     return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
             "platform": platform.platform(), "pymongo": pymongo.version, "bson_c": bson.has_c(),
-            "orjson": orjson.__version__, "loadavg": os.getloadavg()}
+            "orjson": orjson.__version__, "loadavg": os.getloadavg(),
+            "placement": None if PLACEMENT is None else {"mongo": sorted(PLACEMENT[0]), "rest": sorted(PLACEMENT[1])}}
+
+
+def placement() -> tuple[set[int], set[int]] | None:
+    """Where the processes run: the MongoDB server on a CPU of its own, the contenders, Azurite and
+    the emulator on the others. Why: on Azure the server runs on other machines, so what a contender
+    does must not slow the server down (on a shared core the app's writing and the emulator would
+    be charged to the stream). None with fewer than 2 CPUs, or with ``BENCH_PIN=0``."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or os.environ.get("BENCH_PIN", "1") == "0":
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """``pid``, each of its threads and its child processes, on ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+        children = task / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                pin(int(child), cpus)
+
+
+PLACEMENT = placement()
 
 
 def start_stack(base: Path, oplog_entries: int, log):
@@ -88,6 +113,13 @@ def start_stack(base: Path, oplog_entries: int, log):
         stack = LocalStack(base, Ports.free(), die_with_parent=True, log=log)
         try:
             stack.start()
+            if PLACEMENT is not None:
+                server, rest = PLACEMENT
+                pin(stack.pids()["mongo"], server)
+                for name, pid in stack.pids().items():
+                    if name != "mongo":
+                        pin(pid, rest)
+                log(f"placement: the MongoDB server on CPU {sorted(server)}, everything else on CPUs {sorted(rest)}")
             return stack
         except StackError as exc:
             stack.stop()
@@ -99,13 +131,25 @@ def start_stack(base: Path, oplog_entries: int, log):
 
 def run_contender(name: str, config_path: Path) -> dict:
     started = time.monotonic()
+    rest = PLACEMENT[1] if PLACEMENT is not None else None
     proc = subprocess.run([sys.executable, "-m", "bench.contenders", name, str(config_path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, rest)) if rest else None)
     if proc.returncode != 0:
         raise RuntimeError(f"contender {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_seconds"] = round(time.monotonic() - started, 2)
     return result
+
+
+def by_thread(app: dict) -> dict[str, float]:
+    """The app's CPU microseconds per event by thread; what no sampled thread holds (threads that
+    ended between two samples, mostly the lake's writers, which a commit starts) is "ended"."""
+    threads = app.get("cpu_seconds_by_thread", {})
+    out = {name: round(sec / app["events"] * 1e6, 1) for name, sec in threads.items()}
+    if threads:
+        out["ended"] = round((app["cpu_seconds"] - sum(threads.values())) / app["events"] * 1e6, 1)
+    return out
 
 
 def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict, per_event: dict | None = None) -> dict:
@@ -125,7 +169,8 @@ def summarize(raw_bson: dict, raw: dict, app: dict, seed: dict | None, enc: dict
                       "peak_rss_mib": raw["peak_rss_mib"]},
         "app_drain": {"events": app["events"], "events_per_s": rate(app), "mb_per_s": app["bytes"] / app["seconds"] / 1e6,
                       "cpu_us_per_event": cpu_us(app), "storage_requests_per_1000": app_storage / app["events"] * 1000,
-                      "table_requests": app["table_requests"], "peak_rss_mib": app["peak_rss_mib"]},
+                      "table_requests": app["table_requests"], "peak_rss_mib": app["peak_rss_mib"],
+                      "cpu_us_per_event_by_thread": by_thread(app)},
     }
     ratios = {
         "app_over_raw": rate(app) / rate(raw),
@@ -211,7 +256,13 @@ def table(mix: str, summary: dict, enc: dict, backlog: dict) -> str:
         f"app / raw-BSON ceiling:     {r['app_over_raw_bson']:.2f}",
         f"app CPU per event:          {rows['app_drain']['cpu_us_per_event']:.1f} us (process CPU time of the drain / events;"
         " target <= 25 on the default mix)",
+        "  by thread:                " + ", ".join(
+            f"{name} {us:.1f}" for name, us in rows["app_drain"].get("cpu_us_per_event_by_thread", {}).items()),
     ]
+    if "read_ahead" in summary:
+        ra = summary["read_ahead"]
+        out.append(f"without the read-ahead:     {ra['serial_events_per_s']:,.0f} events/s, "
+                   f"{ra['serial_cpu_us_per_event']:.1f} us CPU per event; app / that: {ra['app_over_serial']:.2f}")
     if "app_over_seed" in r:
         out += [f"app / seed script:          {r['app_over_seed']:,.0f}x events/s",
                 f"storage requests, seed/app: {r['seed_requests_over_app_requests']:,.0f}x fewer per 1,000 events "
@@ -243,7 +294,7 @@ def table(mix: str, summary: dict, enc: dict, backlog: dict) -> str:
     return "\n".join(out)
 
 
-CONTENDERS = ("raw_bson", "raw", "app")
+CONTENDERS = ("raw_bson", "raw", "app", "app_serial")
 
 
 def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
@@ -286,6 +337,11 @@ def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
     best = {name: max(results, key=lambda r: r["events"] / r["seconds"]) for name, results in runs.items()}
     summary = summarize(best["raw_bson"], best["raw"], best["app"], seed, enc, per_event)
     summary["memory"]["app_peak_rss_mib_all_runs"] = max(r["peak_rss_mib"] for r in runs["app"])
+    serial = best["app_serial"]
+    summary["read_ahead"] = {
+        "serial_events_per_s": serial["events"] / serial["seconds"],
+        "serial_cpu_us_per_event": serial["cpu_seconds"] / serial["events"] * 1e6,
+        "app_over_serial": (best["app"]["events"] / best["app"]["seconds"]) / (serial["events"] / serial["seconds"])}
     backlog_dict = {k: v for k, v in backlog.as_dict().items() if k != "start_token"}
     return {"backlog": backlog_dict, "summary": summary, "encoder": enc, "runs": runs, "seed": seed,
             "per_event": per_event,

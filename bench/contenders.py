@@ -164,9 +164,11 @@ def run_app(config: dict) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    threads = ThreadCpu()
     started, cpu_started = time.perf_counter(), time.process_time()
     report = run_drain(settings, env={}, lake=lake, store=store)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    threads.stop()
     if profile:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -179,8 +181,58 @@ def run_app(config: dict) -> dict:
         "partitions": report.partitions, "commits": report.commits, "storage": stats,
         "table_requests": transport.requests, "table_requests_by_store": report.table_requests,
         "baseline_rss_mib": baseline, "max_buffer_bytes": settings.max_buffer_bytes,
-        "drain_seconds_in_report": report.duration_seconds,
+        "drain_seconds_in_report": report.duration_seconds, "cpu_seconds_by_thread": threads.seconds(),
     }
+
+
+class ThreadCpu:
+    """CPU seconds per thread of this process over a span, read from ``/proc/self/task`` every 20 ms
+    (threads end before the span does), by Python thread name (numbers of pooled threads dropped)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._start = self._sample()
+        self._last = dict(self._start)
+        self._names: dict[int, str] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-thread-cpu", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[int, int]:
+        out = {}
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+                out[int(task)] = int(fields[11]) + int(fields[12])  # utime + stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return out
+
+    def _run(self) -> None:
+        import threading
+
+        while not self._done.wait(0.02):
+            for thread in threading.enumerate():
+                if thread.native_id is not None:
+                    self._names[thread.native_id] = thread.name.split("_")[0].rstrip("-0123456789") or "thread"
+            self._last.update(self._sample())
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._last.update(self._sample())
+
+    def seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for tid, ticks in self._last.items():
+            name = self._names.get(tid, "other")
+            if name == "bench-thread-cpu":
+                continue
+            out[name] = out.get(name, 0.0) + (ticks - self._start.get(tid, 0)) / self._ticks
+        return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v}
 
 
 # -- the seed's approach ------------------------------------------------------------------------
@@ -213,7 +265,17 @@ def run_app_per_event(config: dict) -> dict:
     return run_app({**config, "file_layout": "per_event"})
 
 
-RUNNERS = {"raw_bson": run_raw_bson, "raw": run_raw, "app": run_app, "app_per_event": run_app_per_event,
+def run_app_serial(config: dict) -> dict:
+    """The app without the change stream's read-ahead (the serial reading it replaced): what the
+    read-ahead gains, measured beside it. Not a setting of the app."""
+    from shared import source
+
+    source.ReadAhead = lambda stream, limit: stream
+    return run_app(config)
+
+
+RUNNERS = {"raw_bson": run_raw_bson, "raw": run_raw, "app": run_app, "app_serial": run_app_serial,
+           "app_per_event": run_app_per_event,
            "seed": run_seed, "encoder": run_encoder}
 
 

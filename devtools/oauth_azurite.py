@@ -5,7 +5,7 @@ The storage SDKs send bearer tokens over HTTPS only, and Azurite checks a bearer
 ``--oauth basic`` mode with a certificate. This starts such an Azurite (Table service only, in
 memory, on a free port) beside the ordinary local stack, and stops it by its PID::
 
-    cert, key = self_signed_cert(folder)
+    cert, key = self_signed_cert(folder)  # devtools.adls_emulator.tls
     with OAuthTableAzurite(folder, cert, key) as azurite:
         azurite.url      # https://127.0.0.1:PORT/devstoreaccount1 (CHECKPOINT_ACCOUNT_URL)
 
@@ -15,8 +15,6 @@ Clients must trust ``cert`` (``connection_verify=cert`` or ``REQUESTS_CA_BUNDLE=
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import os
 import shlex
 import shutil
@@ -29,34 +27,6 @@ import time
 from pathlib import Path
 
 from .stack import DEV_ACCOUNT, HOST, REPO_ROOT, StackError, _pdeathsig, port_open
-
-
-def self_signed_cert(folder: str | os.PathLike[str], host: str = HOST) -> tuple[str, str]:
-    """``(cert.pem, key.pem)`` in ``folder``: a self-signed certificate for ``host`` (an IP), valid a day."""
-    # deferred: heavy, and only the TLS stacks of the identity tests need it
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
 
 
 def _free_port(host: str = HOST) -> int:

@@ -189,7 +189,7 @@ param rollWindow string = '1h'
 @description('Size past which a rolling file gets a new part, e.g. 128MiB (ROLL_MAX_BYTES).')
 param rollMaxBytes string = '128MiB'
 
-@description('Buffered bytes that force an early commit within a run, e.g. 64MiB (MAX_BUFFER_BYTES).')
+@description('Bounds the events a run holds (read ahead, the batch being filled, the one being written), e.g. 64MiB (MAX_BUFFER_BYTES).')
 param maxBufferBytes string = '64MiB'
 
 @description('One JSON Lines file per folder and window, or one file per change event (FILE_LAYOUT).')

@@ -5,6 +5,10 @@ file the folder appends to, its committed length and ETag. A ``Batch`` routes ea
 its folder's file (rolling by window and size, see ``layout``) and keeps the bytes per file until
 the commit. Which events a replay must skip is decided before a line reaches the batch (by resume
 token, see ``replay``), so routing may differ freely between a run and its replay.
+
+A replay after a failed run starts with the files that run wrote (``adopt``): a folder's lines go to
+the recovered file of their own window (its newest part), so a replay that reads events of an
+earlier window than the failed run's last file puts them where a run that never failed would have.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from . import layout
 
 # The ETag of a file a batch still being committed appends to: known once that commit is done.
 PROJECTED = "<projected>"
+
+
+# A commit names at most this many files. Why: its manifest waits in the checkpoint row until it is
+# written (``publisher``), compressed at about 90 characters a file against the row's 240,000 for
+# it, and a manifest a failed publish left owed must fit beside the next one.
+MAX_FILES_PER_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class Batch:
         self.max_file_bytes = max_file_bytes
         self.pending: dict[str, PendingFile] = {}  # folder -> lines of its current file (in order)
         self.sealed: list[PendingFile] = []  # files of this batch the folder already rolled past
+        # files a failed run wrote, read back and not appended to since: folder -> (window, part) -> state
+        self.recovered: dict[str, dict[tuple[int, int], FileState]] = {}
         self.bytes = 0
         self.events = 0
 
@@ -98,17 +110,50 @@ class Batch:
             length = current.length + (len(pending.data) if pending else 0)
             open_now = layout.OpenFile(current.window, current.part, length)
         target = layout.next_file(open_now, window, len(line), self.max_file_bytes)
-        if pending is None or (target.window, target.part) != pending.base.order:
+        found = self._recovered_file(folder, window, current, pending is None)
+        if found is not None:  # the window's file a failed run wrote: the folder goes on there
+            target = layout.roll_if_full(layout.OpenFile(found.window, found.part, found.length), len(line),
+                                         self.max_file_bytes)
+        order = (target.window, target.part)
+        if pending is None or order != pending.base.order:
             if pending is not None:
                 self.sealed.append(pending)
-            if current is not None and (target.window, target.part) == current.order:
+            if found is not None and order == found.order:
+                base = found
+            elif current is not None and order == current.order:
                 base = current  # appending to the committed file
             else:
                 base = FileState(folder, target.window, target.part, 0, None, self.gen)
+            self.recovered.get(folder, {}).pop(order, None)  # appended to now: no longer as recovered
             pending = self.pending[folder] = PendingFile(base)
         pending.add(seq, cluster_seconds, line)
         self.bytes += len(line)
         self.events += 1
+
+    def _recovered_file(self, folder: str, window: int, current: FileState | None, first: bool) -> FileState | None:
+        """The newest recovered part of ``window`` in ``folder`` that a line of that window goes to:
+        one after the folder's current file, or (``first`` line of the batch, while the folder is
+        still at a recovered file this run has not appended to) an earlier one."""
+        files = self.recovered.get(folder)
+        parts = [order for order in files or () if order[0] == window]
+        if not parts:
+            return None
+        order = max(parts)
+        if current is None or order > current.order:
+            return files[order]
+        if order < current.order and first and files.get(current.order) is current:
+            return files[order]
+        return None  # the current file itself, or one the folder has gone past
+
+    def rows_ahead(self, files: list[PendingFile]) -> list[FileState]:
+        """Recovered files newer than where ``files`` leave their folders: saved with their commit, so
+        a folder's row never goes back to an older file than one the lake holds."""
+        ahead = []
+        for folder, state in newest(f.base for f in files).items():
+            later = [s for s in self.recovered.get(folder, {}).values() if s.order > state.order]
+            if later:
+                ahead.append(max(later, key=lambda s: s.order))
+        return ahead
 
     @property
     def folders(self) -> int:
@@ -116,8 +161,8 @@ class Batch:
 
     @property
     def full(self) -> bool:
-        """Sealed by bytes and folders only (a per-event batch also by its number of files)."""
-        return False
+        """As many files as a commit's manifest may name (``MAX_FILES_PER_BATCH``)."""
+        return len(self.sealed) + len(self.pending) >= MAX_FILES_PER_BATCH
 
     def files(self) -> list[PendingFile]:
         """Every file with new lines, sealed parts first within a folder (they precede in order)."""
@@ -140,8 +185,12 @@ class Batch:
         return {p.path: p.base.length for p in files}, []
 
     def adopt(self, states) -> None:
-        """Make ``states`` the folders' current files where they are at least as new."""
+        """Make ``states`` (files a failed run wrote, as read back) the folders' current files where
+        they are at least as new, and keep each for the lines of its window (see ``add``)."""
+        states = list(states)
         for folder, state in newest(states).items():
             known = self.states.get(folder)
             if known is None or state.order >= known.order:
                 self.states[folder] = state
+        for state in states:
+            self.recovered.setdefault(state.dir, {})[state.order] = state

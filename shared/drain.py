@@ -34,12 +34,13 @@ from .commit import Committer, Sealed
 from .encode import LineEncoder
 from .errors import DrainError, HistoryLostError, LeaseHeldError, kind_of, redact
 from .failpoints import Failpoints
-from .intent import Intent, Numbering, event_key, gap_key
+from .fields import event_fields
+from .intent import Intent, Numbering, gap_key
 from .lake import Lake
 from .publisher import Publisher
 from .runlease import RunLease
 from .settings import Settings
-from .source import ChangeSource, DeadLetter, Position
+from .source import ChangeSource, DeadLetter, Position, read_ahead_bytes
 
 log = logging.getLogger("shared.run")
 
@@ -115,6 +116,7 @@ class _DrainRun:
         self._source, self._lake, self._store = source, lake, store
         self.exception: BaseException | None = None
         self.committer: Committer | None = None  # once this run holds the lease
+        self.scope = settings.scope  # read for every event
 
     def run(self) -> RunReport:
         settings = self.settings
@@ -213,8 +215,10 @@ class _DrainRun:
         if committer.committed.gap is not None:
             self._add_gap(committer.committed.gap)
         outcome = "budget"
-        # one batch filling, one being written (and, while copying, a chunk waiting for the stream)
-        seal_at = self.seal_at = max(1, settings.max_buffer_bytes // (3 if self.copier is not None else 2))
+        # MAX_BUFFER_BYTES bounds the events read ahead, the batch filling and the one being written
+        # (and, while copying, a chunk waiting for the stream)
+        seal_at = self.seal_at = max(1, (settings.max_buffer_bytes - read_ahead_bytes(settings))
+                                     // (3 if self.copier is not None else 2))
         while True:
             dead = None
             if committer.busy:
@@ -247,23 +251,22 @@ class _DrainRun:
                     continue
                 outcome = "caught_up"
                 break
-            cluster = event["clusterTime"]
-            key = event_key(event)
+            operation, seconds, increment, key, db, coll = event_fields(event)
             if self.copier is not None and self.copier.busy:
-                pair = (cluster.time, cluster.inc)
+                pair = (seconds, increment)
                 window = self.copier.window
                 if window is not None and window.closes_at(pair):
                     self._write_chunk(window)  # the chunk's rows go before the first event after it
                 self.copier.on_event(event, pair)
-            self.last_read = (key, (cluster.time, cluster.inc))
+            self.last_read = (key, (seconds, increment))
             seq = self.numbering.assign(key, self.last_read[1])
             if seq is not None:
-                folder = self._folder(event, cluster.time)
+                folder = self._folder(db, coll, seconds)
                 raw = event.raw
                 if dead is not None:
                     folder = lifecycle.dead_letter_folder(folder)
                     raw = lifecycle.dead_letter_record(raw, dead)
-                self._add(folder, cluster.time, seq, self.encoder.encode(raw, seq), event.get("operationType"), key)
+                self._add(folder, seconds, seq, self.encoder.encode(raw, seq), operation, key)
             if self.copier is not None and self.copier.window is None and self.copier.has_work:
                 self._snapshot_step(source)  # a stream that is never caught up still gets chunks
             if source.invalidated:
@@ -325,11 +328,8 @@ class _DrainRun:
         log.warning("pipeline %s: a run wrote %d lines and did not commit; they are kept and will not be "
                     "written again", self.settings.pipeline_name, recovery.lines + listed.files)
 
-    def _folder(self, event, cluster_seconds: int) -> str:
-        ns = event.get("ns")
-        db = ns.get("db") if ns is not None else None
-        coll = ns.get("coll") if ns is not None else None
-        scope = self.settings.scope
+    def _folder(self, db: str | None, coll: str | None, cluster_seconds: int) -> str:
+        scope = self.scope
         if db is None and scope.db:
             # invalidate events name no namespace: they go with the scope they belong to
             db, coll = scope.db, scope.coll
@@ -511,7 +511,7 @@ class _DrainRun:
                       gap=None if self.gap_added else planned.gap,
                       snapshot=self.copier.progress.clone() if self.copier is not None else planned.snapshot)
         self.planned, self.carry, self.batch_first = new, kept, None
-        return Sealed(files, new, intent if files else None)
+        return Sealed(files, new, intent if files else None, self.batch.rows_ahead(files))
 
     def _save_failure(self, store: CheckpointStore, checkpoint: Checkpoint) -> None:
         failed = replace(checkpoint, last_error={**(self.report.error or {}), "run_id": self.report.run_id,

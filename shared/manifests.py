@@ -90,6 +90,13 @@ class Span:
             out["late"] = True
         return out
 
+    @classmethod
+    def from_entry(cls, entry: dict) -> "Span":
+        """A file entry of a manifest, as ``entry()`` wrote it; what an audit checks of it (the
+        cluster times are not read back)."""
+        return cls(entry["path"], int(entry["start"]), int(entry["end"]), entry.get("first_seq"),
+                   entry.get("last_seq"), int(entry.get("events", 0)), None, None, entry.get("sha256", ""))
+
     @property
     def folder(self) -> str:
         return self.path.rpartition("/")[0]

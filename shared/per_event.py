@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from . import invocation, layout
-from .batch import FileState, PendingFile
+from .batch import MAX_FILES_PER_BATCH, FileState, PendingFile
 from .errors import TerminalError, TransientError
 from .intent import Intent, key_hash
 from .lake import Conflict, Failpoint, Lake, _no_failpoint, make_service_client
@@ -41,9 +41,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 PER_EVENT = "per_event"
-# A sealed per-event batch holds at most this many files: commits stay short (two Table requests
-# per batch) while the next batch is read.
-MAX_EVENTS_PER_BATCH = 4096
 
 
 @dataclass
@@ -86,7 +83,7 @@ class EventBatch:
 
     @property
     def full(self) -> bool:
-        return self.events >= MAX_EVENTS_PER_BATCH
+        return self.events >= MAX_FILES_PER_BATCH
 
     def seal(self) -> list[EventFile]:
         files, self.files, self._folders = self.files, [], set()
@@ -100,6 +97,11 @@ class EventBatch:
 
     def adopt(self, states) -> None:
         """Nothing to adopt: per-event files have no open state."""
+
+    @staticmethod
+    def rows_ahead(files: list[EventFile]) -> list[FileState]:
+        """No folder rows to keep ahead (see ``batch.Batch.rows_ahead``)."""
+        return []
 
 
 class PerEventWriter:

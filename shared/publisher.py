@@ -13,7 +13,9 @@ A ``Publisher`` hangs off the run's ``Committer`` (``attach``) with two callback
   the same bytes is fine. The next commit's stamp then no longer carries it.
 
 A run that dies between the two leaves the debt in the checkpoint row; the next run pays it in
-``attach``, before its first commit. A debt can be paid twice (a run that died after writing the
+``attach``, before its first commit, after removing the temporary files of its pipeline (under
+``_manifests/_tmp/<pipeline>/``) older than the run lease: a publisher killed between an upload and
+its rename leaves one. A debt can be paid twice (a run that died after writing the
 manifest but before its next commit): the second write finds the same bytes.
 
 Manifest contents: see ``manifests``. Which bytes a manifest lists: normally the commit's own (the
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timezone
+from datetime import datetime, timezone
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from . import layout
+from . import layout, runlease
 from . import manifests as mf
 from .checkpoint import Checkpoint
 from .commit import CommittedFile, Committer
@@ -42,6 +44,8 @@ from .lake import make_service_client
 log = logging.getLogger(__name__)
 
 TMP = f"{mf.MANIFESTS}/_tmp"
+# A temporary file older than this belongs to no live run of its pipeline (each holds the run lease)
+STALE_TMP_SECONDS = runlease.RUN_LEASE_SECONDS
 
 
 class Publisher:
@@ -56,6 +60,7 @@ class Publisher:
         self.generation = committed.generation
         self.grace = settings.late_event_grace_seconds
         self.folder = mf.manifest_dir(self.pipeline, self.generation)
+        self.tmp = f"{TMP}/{layout.encode_name(self.pipeline)}"  # this pipeline's temporary files
         state = mf.unpack(committed.readers)
         self.owed: list[dict] = state.get("owed", [])  # manifests (with their late records) not yet written
         self.through: str | None = state.get("through")  # the last complete UTC day
@@ -69,6 +74,7 @@ class Publisher:
 
     def attach(self, committer: Committer) -> None:
         """Pay what an earlier run owed, then follow every commit of ``committer``."""
+        self._remove_stale_temporaries()
         self._pay(settling=True)
         committer.stamps.append(self.stamp)
         committer.hooks.append(self.publish)
@@ -202,9 +208,22 @@ class Publisher:
                 self._put(f"{folder}/{mf.SUCCESS}", body)
             del self.days[day]
 
+    def _remove_stale_temporaries(self) -> None:
+        """Delete this pipeline's temporary files older than ``STALE_TMP_SECONDS`` (best effort)."""
+        now = datetime.now(timezone.utc).timestamp()
+        try:
+            for path in self._fs.get_paths(path=self.tmp, recursive=False):
+                if not path.is_directory and path.last_modified.timestamp() < now - STALE_TMP_SECONDS:
+                    self._fs.get_file_client(path.name).delete_file()
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            log.info("pipeline %s: old temporary files under %s not removed (%s)", self.pipeline, self.tmp,
+                     exc.__class__.__name__)
+
     def _put(self, path: str, data: bytes, look_first: bool = False) -> None:
         """Create ``path`` holding ``data`` unless it exists; an existing file must hold the same bytes."""
-        temp = self._fs.get_file_client(f"{TMP}/{uuid.uuid4().hex}")
+        temp = self._fs.get_file_client(f"{self.tmp}/{uuid.uuid4().hex}")
         with _Errors(f"writing {path}", self._secrets):
             if look_first:
                 try:
@@ -232,7 +251,7 @@ class Publisher:
             try:
                 temp.delete_file()
             except AzureError:
-                pass  # a leftover under _manifests/_tmp is harmless
+                pass  # a leftover under _manifests/_tmp is harmless (a later run removes it)
         if existing != data:
             log.error("pipeline %s: %s exists with other content than its commit's; left as it is (run "
                       "`python -m shared verify`)", self.pipeline, path)

@@ -311,7 +311,8 @@ class Settings:
         "ROLL_MAX_BYTES", "128MiB", "A new part starts when a file would grow past this size (not identity).",
         _size, entry=OVERRIDE)
     max_buffer_bytes: int = setting(
-        "MAX_BUFFER_BYTES", "64MiB", "Buffered bytes that force an early commit within a run (not identity).",
+        "MAX_BUFFER_BYTES", "64MiB", "Bounds the events a run holds: read ahead (an eighth), the batch being filled "
+        "and the one being written (not identity).",
         _size, entry=OVERRIDE)
     file_layout: str = setting(
         "FILE_LAYOUT", "rolling", "rolling: JSON Lines files per folder and roll window; per_event: one file per "

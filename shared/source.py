@@ -12,7 +12,9 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as mongo_errors
 
 from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
+from .fields import event_fields
 from .lifecycle import STRIP_LARGE_FIELDS
+from .prefetch import ReadAhead, set_await
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,14 @@ class DeadLetter(Exception):
 
 BATCH_SIZE = 2000
 MAX_AWAIT_MS = 500  # a read of a quiet stream waits this long for an event before reporting none
+READ_AHEAD_SHARE = 8  # the read-ahead holds at most MAX_BUFFER_BYTES / 8 of events not yet taken
+
+
+def read_ahead_bytes(settings: Settings) -> int:
+    """Bytes of events the read-ahead may hold beyond the batches (``MAX_BUFFER_BYTES`` bounds both)."""
+    return settings.max_buffer_bytes // READ_AHEAD_SHARE
+
+
 SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
 
 
@@ -102,19 +112,13 @@ class ChangeSource:
         self._pending_error = None
         try:
             with self.errors("opening the change stream", opening=True):
-                self._stream = self._target().watch(list(settings.mongo_pipeline), **options)
+                stream = self._target().watch(list(settings.mongo_pipeline), **options)
+            # Why not while reading one event per batch: that mode exists to find one event, and a
+            # read-ahead would only read past it.
+            self._stream = stream if single else ReadAhead(stream, read_ahead_bytes(settings))
         except EventTooLargeError as exc:
             # The first batch of the reopened aggregate holds the event: the next read reports it.
             self._pending_error = exc
-
-    def _set_await(self, await_ms: int | None) -> None:
-        # Why the cursor's attribute: pymongo fixes maxAwaitTimeMS when the stream opens, and a
-        # snapshot chunk waiting for the stream to pass its high watermark would otherwise wait the
-        # full 500 ms on every read of a quiet stream (the copy then ran at a chunk per second).
-        # Where the attribute is missing (another pymongo) the stream keeps its own wait.
-        cursor = getattr(self._stream, "_cursor", None)
-        if cursor is not None and hasattr(cursor, "_max_await_time_ms"):
-            cursor._max_await_time_ms = MAX_AWAIT_MS if await_ms is None else await_ms
 
     def server_time(self) -> Timestamp:
         """The deployment's current cluster time: where a new pipeline, or one restarted after lost
@@ -129,20 +133,29 @@ class ChangeSource:
         try:
             if self._pending_error is not None:
                 raise self._pending_error
-            self._set_await(await_ms)
-            with self.errors("reading the change stream"):
-                event = self._stream.try_next()
+            stream = self._stream
+            try:
+                if isinstance(stream, ReadAhead):
+                    # the read-ahead thread applies it to its next read (reads happen there)
+                    event = stream.try_next(await_ms)
+                else:
+                    set_await(stream, MAX_AWAIT_MS if await_ms is None else await_ms)
+                    event = stream.try_next()
+            except mongo_errors.PyMongoError as failure:
+                # Why not a ``with`` around every read: it runs for every event; failures are rare
+                with self.errors("reading the change stream"):
+                    raise failure from None
         except EventTooLargeError as exc:
             here = self.position() or self._position
             if not self._single:
                 # Which event is too large? Read again from here, one event per batch.
                 self._single = SINGLE_EVENTS
                 self._open(here, single=True)
-                return self.next_event()
+                return self.next_event(await_ms)
             # One event per batch and the read still fails: the next event is the large one.
             raise DeadLetter(self._skip_too_large(here), exc.code) from None
         if event is not None:
-            if event["operationType"] == "invalidate":
+            if event_fields(event)[0] == "invalidate":
                 self.invalidated = True
             if self._single:
                 self._single -= 1

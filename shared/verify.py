@@ -86,18 +86,6 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-@dataclass
-class _Entry:
-    manifest: str
-    path: str
-    start: int
-    end: int
-    first_seq: int | None
-    last_seq: int | None
-    events: int
-    sha256: str
-
-
 def verify(settings, *, fs=None, checkpoint=None, day: str | None = None, since: str | None = None,
            workers: int = 8, small_file_count: int = 48, small_file_bytes: int = 1024 * 1024) -> VerifyReport:
     """Audit ``settings``' pipeline; ``checkpoint`` and ``fs`` are read from the settings when not given."""
@@ -167,7 +155,7 @@ def verify(settings, *, fs=None, checkpoint=None, day: str | None = None, since:
         for i in range(0, len(ordered), MANIFEST_BATCH):
             batch = ordered[i:i + MANIFEST_BATCH]
             docs = list(pool.map(lambda item: _manifest(fs, folder, item[0], owed), batch))
-            work: list[_Entry] = []
+            work: list[tuple[str, mf.Span]] = []  # (manifest name, one of its file entries)
             held: dict[str, list[int]] = {}
             for (name, (first, last)), doc in zip(batch, docs):
                 if doc is None:
@@ -179,21 +167,20 @@ def verify(settings, *, fs=None, checkpoint=None, day: str | None = None, since:
                     continue
                 report.retired += mf.retired_count(doc.get("retired") or [])
                 for e in doc["files"]:
-                    entry = _Entry(name, e["path"], int(e["start"]), int(e["end"]), e.get("first_seq"),
-                                   e.get("last_seq"), int(e.get("events", 0)), e.get("sha256", ""))
+                    entry = mf.Span.from_entry(e)
                     _cover(coverage, entry.path, entry.start, entry.end)
-                    if day is None or layout.folder_day(entry.path.rpartition("/")[0]) == day:
-                        work.append(entry)
+                    if day is None or layout.folder_day(entry.folder) == day:
+                        work.append((name, entry))
                 held[name] = []
-            results = list(pool.map(lambda entry: _check_entry(fs, entry, sizes, day is not None), work))
-            for entry, (findings, seqs) in zip(work, results):
+            results = list(pool.map(lambda item: _check_entry(fs, *item, sizes, day is not None), work))
+            for (manifest, entry), (findings, seqs) in zip(work, results):
                 report.entries += 1
                 report.events += entry.events
                 report.bytes += entry.end - entry.start
                 for finding in findings:
                     report.problem(*finding)
-                if entry.manifest in held:
-                    held[entry.manifest].extend(seqs)
+                if manifest in held:
+                    held[manifest].extend(seqs)
             if day is None:
                 for (name, (first, last)), doc in zip(batch, docs):
                     if doc is not None and name in held:
@@ -265,8 +252,9 @@ def _cover(coverage: dict, path: str, start: int, end: int) -> None:
     coverage[path] = merged
 
 
-def _check_entry(fs, entry: _Entry, sizes: dict, by_day: bool) -> tuple[list[tuple[str, str, str]], list[int]]:
-    where = f"{entry.path} [{entry.start}, {entry.end}) of manifest {entry.manifest}"
+def _check_entry(fs, manifest: str, entry: mf.Span, sizes: dict,
+                 by_day: bool) -> tuple[list[tuple[str, str, str]], list[int]]:
+    where = f"{entry.path} [{entry.start}, {entry.end}) of manifest {manifest}"
     size = sizes.get(entry.path)
     if size is None:
         return [("missing_file", where, "the file does not exist")], []

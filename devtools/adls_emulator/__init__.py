@@ -37,11 +37,13 @@ Operation names (used by ``/_emulator/stats`` and by fault rules' ``op``):
 ``list_deleted_paths``       GET ``/{fs}?restype=container&comp=list&showonly=deleted``
 ``undelete_path``            PUT ``/{fs}/{path}?comp=undelete`` with ``x-ms-undelete-source``
 ``undelete_filesystem``      PUT ``/{fs}?restype=container&comp=undelete``
+``set_tags`` / ``get_tags``  PUT / GET ``/{fs}/{path}?comp=tags`` (blob index tags)
 ``unknown``                  anything else (answered 501 ``NotImplemented``)
 =========================== =====================================================================
 
 A request using a header, query parameter or value an operation does not implement answers 501
-``NotImplemented`` naming the feature (see ``features.py``): nothing is silently ignored.
+``NotImplemented`` naming the feature (see ``features.py``): nothing is silently ignored. POSIX
+ACLs are applied to bearer tokens and user delegation SAS with ``suoid`` (see ``authz.py``).
 
 Control API (no authentication), same port: ``GET /_emulator/health``, ``GET|POST|DELETE
 /_emulator/faults``, ``GET /_emulator/stats``, ``POST /_emulator/stats/reset``; see

@@ -25,10 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     parser.add_argument("--filesystem-soft-delete-days", type=int, default=None, metavar="DAYS",
                         help="keep deleted file systems restorable for DAYS (the account's container soft delete)")
+    parser.add_argument("--superuser", action="append", default=[], metavar="OBJECT_ID",
+                        help="an Entra object ID whose bearer tokens act as Storage Blob Data Owner: ACLs do not "
+                             "restrict it (repeatable; by default only the creator of a file system is one there)")
+    parser.add_argument("--encryption-scope", action="append", default=None, metavar="NAME",
+                        help="an encryption scope the account has (repeatable; default: scope1 and scope2; "
+                             "$account-encryption-key always exists); requests naming another are refused")
     args = parser.parse_args(argv)
 
     emulator = Emulator(account=args.account, data_dir=args.data_dir,
-                        filesystem_soft_delete_days=args.filesystem_soft_delete_days)
+                        filesystem_soft_delete_days=args.filesystem_soft_delete_days, superusers=args.superuser,
+                        encryption_scopes=args.encryption_scope)
     server = EmulatorServer(args.host, args.port, emulator, args.tls_cert, args.tls_key)
     stop = threading.Event()
 

@@ -111,12 +111,12 @@ class Authenticator:
             if not params.get("sig"):
                 return "bearer", oid, None
             # A user delegation SAS for a delegated user (sduoid) comes with that user's token: both count.
-            sas = self._check_sas(params, raw_path, scheme)
+            sas = self._check_sas(params, raw_path, scheme, headers, query)
             if params.get("sduoid") and params["sduoid"] != oid:
                 raise _denied("The token's object ID is not the SAS's delegated user (sduoid).")
             return "bearer", oid, sas
         if params.get("sig"):
-            sas = self._check_sas(params, raw_path, scheme)
+            sas = self._check_sas(params, raw_path, scheme, headers, query)
             return "sas", "$superuser", sas
         raise _denied("No supported authentication information was found in the request.")
 
@@ -132,13 +132,18 @@ class Authenticator:
                     return
         raise _denied()
 
-    def tenant_of(self, headers: dict[str, str]) -> str:
+    def claims_of(self, headers: dict[str, str]) -> dict:
+        """The bearer token's claims (already checked by :meth:`check`); {} without one."""
         token = headers.get("authorization", "")[len("Bearer "):].strip()
         try:
             part = token.split(".")[1]
-            return str(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("tid", ""))
+            claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            return claims if isinstance(claims, dict) else {}
         except Exception:  # noqa: BLE001
-            return ""
+            return {}
+
+    def tenant_of(self, headers: dict[str, str]) -> str:
+        return str(self.claims_of(headers).get("tid", ""))
 
     def _check_bearer(self, token: str) -> dict:
         parts = token.split(".")
@@ -160,10 +165,12 @@ class Authenticator:
             raise _challenge("Lifetime validation failed. The token is expired.", payload)
         return payload
 
-    def _check_sas(self, params: dict[str, str], raw_path: str, scheme: str) -> dict:
+    def _check_sas(self, params: dict[str, str], raw_path: str, scheme: str, headers: dict[str, str] | None = None,
+                   query: str = "") -> dict:
         """Verify a SAS: its signature (service SAS for a file system, file or directory; account
-        SAS; user delegation SAS signed with a key from :meth:`user_delegation_key`), its start and
-        expiry and its protocol. Returns what the permission check needs."""
+        SAS; user delegation SAS signed with a key from :meth:`user_delegation_key`, also a dynamic
+        one that signs request headers ``srh`` and query parameters ``srq``), its start and expiry,
+        the key's validity and its protocol. Returns what the permission check needs."""
         now = time.time()
         for name, message in (("se", "Signed expiry time"), ("st", "Signed start time")):
             if params.get(name):
@@ -208,25 +215,39 @@ class Authenticator:
         tail = [v("sip"), v("spr"), v("sv"), v("sr"), v("snapshot"), v("ses")]
         rsc = [v("rscc"), v("rscd"), v("rsce"), v("rscl"), v("rsct")]
         head = [v("sp"), v("st"), v("se"), resource]
+        signed_query: set[str] = set()
         if params.get("skoid"):
+            if params.get("saoid") and params.get("suoid"):
+                raise _denied("saoid and suoid cannot be used together.")
+            if v("sks") != "b":
+                raise _denied("The user delegation key is not for the Blob service (sks).")
             key = self.delegation_key(v("skoid"), v("sktid"), v("skt"), v("ske"), v("skv"))
             delegation = [v("skoid"), v("sktid"), v("skt"), v("ske"), v("sks"), v("skv"), v("saoid"), v("suoid"),
                           v("scid")]
-            candidates = [head + delegation + [v("skdutid"), v("sduoid")] + tail + ["", ""] + rsc,
-                          head + delegation + tail + rsc]
+            srh, srq, signed_query = _dynamic_blocks(params, headers or {}, query)
+            candidates = ["\n".join(head + delegation + [v("skdutid"), v("sduoid")] + tail) + "\n" + srh + srq
+                          + "\n".join(rsc)]
+            if not (params.get("srh") or params.get("srq")):
+                candidates.append("\n".join(head + delegation + tail + rsc))  # versions before 2025-07-05
         else:
+            if params.get("srh") or params.get("srq"):
+                raise _denied("Signed request headers and query parameters need a user delegation SAS.")
             key = self.key
-            candidates = [head + [v("si")] + tail + rsc]
-        if not any(hmac.compare_digest(sign(key, "\n".join(c)), sig) for c in candidates):
+            candidates = ["\n".join(head + [v("si")] + tail + rsc)]
+        if not any(hmac.compare_digest(sign(key, c), sig) for c in candidates):
             raise _denied("Signature did not match.")
         if params.get("skoid"):
             try:
+                key_start = datetime.fromisoformat(v("skt").replace("Z", "+00:00")).timestamp()
                 key_expiry = datetime.fromisoformat(v("ske").replace("Z", "+00:00")).timestamp()
             except ValueError as exc:
-                raise _denied("Signed key expiry time is malformed.") from exc
+                raise _denied("Signed key start or expiry time is malformed.") from exc
             if key_expiry < now:
                 raise _denied("The user delegation key has expired.")
-        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses")}
+            if key_start > now + 300:
+                raise _denied("The user delegation key is not valid yet.")
+        return {"kind": "service", "sp": v("sp"), "sr": sr, "ses": v("ses"),
+                "suoid": v("suoid") if params.get("skoid") else "", "signed_query": signed_query}
 
     def _check_account_sas(self, params: dict[str, str], sig: str) -> dict:
         fields = [self.account] + [params.get(n, "") for n in ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv",
@@ -245,6 +266,24 @@ class Authenticator:
         return sign(self.key, f"user-delegation-key\n{oid}\n{tid}\n{start}\n{expiry}\n{version}")
 
 
+def _dynamic_blocks(params: dict[str, str], headers: dict[str, str], query: str) -> tuple[str, str, set[str]]:
+    """The string-to-sign parts of a dynamic user delegation SAS: the request headers named by ``srh``
+    and the query parameters named by ``srq``, with the values this request carries (so the SAS is
+    good only for requests that carry them). Returns (headers block, query block, names in ``srq``)."""
+    srh_block = srq_block = "\n"
+    names: set[str] = set()
+    if params.get("srh"):
+        lines = [f"{name}:{headers.get(name.lower(), '')}" for name in
+                 (unquote(n) for n in params["srh"].split(","))]
+        srh_block = "\n".join(lines) + "\n\n"
+    if params.get("srq"):
+        given = dict(parse_query(query))
+        keys = [unquote(n) for n in params["srq"].split(",")]
+        names = {k.lower() for k in keys}
+        srq_block = "\n" + "\n".join(f"{k}:{given.get(k, '')}" for k in keys) + "\n"
+    return srh_block, srq_block, names
+
+
 # Service SAS permissions each operation needs (any one of the letters listed).
 SAS_PERMISSIONS = {
     "create_filesystem": "cw", "delete_filesystem": "d", "get_filesystem_properties": "r",
@@ -253,7 +292,7 @@ SAS_PERMISSIONS = {
     "get_properties": "r", "read": "r", "delete": "d", "lease": "w", "set_metadata": "w", "set_properties": "w",
     "set_access_control": "p", "set_access_control_recursive": "p", "get_access_control": "er",
     "get_service_properties": "r", "set_service_properties": "w", "set_expiry": "w", "query": "r",
-    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w",
+    "list_deleted_paths": "l", "undelete_path": "w", "undelete_filesystem": "w", "set_tags": "t", "get_tags": "t",
 }
 # Account SAS resource types: s = service, c = container (file system), o = object (path).
 _SERVICE_LEVEL = ("list_filesystems", "get_service_properties", "set_service_properties")

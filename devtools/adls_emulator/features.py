@@ -18,7 +18,7 @@ _ALWAYS_PARAMS = {"timeout"}
 # SAS parameters (checked by the authenticator).
 SAS_PARAMS = {"sv", "ss", "srt", "sp", "se", "st", "spr", "sip", "sr", "sig", "sdd", "si", "skoid", "sktid",
               "skt", "ske", "sks", "skv", "saoid", "suoid", "scid", "rscc", "rscd", "rsce", "rscl", "rsct",
-              "ses", "sduoid", "skdutid"}
+              "ses", "sduoid", "skdutid", "srh", "srq"}
 
 _LEASE = {"x-ms-lease-id"}
 _LEASE_OPS = {"x-ms-lease-action", "x-ms-lease-id", "x-ms-proposed-lease-id", "x-ms-lease-duration",
@@ -29,6 +29,9 @@ _BLOB_CONTENT = {"x-ms-blob-content-type", "x-ms-blob-content-encoding", "x-ms-b
                  "x-ms-blob-content-disposition", "x-ms-blob-cache-control", "x-ms-blob-content-md5"}
 _SOURCE_CONDITIONS = {"x-ms-source-if-match", "x-ms-source-if-none-match", "x-ms-source-if-modified-since",
                       "x-ms-source-if-unmodified-since"}
+# Set/Get Blob Tags take their conditions on the blob as x-ms-blob-if-*.
+_BLOB_CONDITIONS = {"x-ms-blob-if-match", "x-ms-blob-if-none-match", "x-ms-blob-if-modified-since",
+                    "x-ms-blob-if-unmodified-since"}
 _CPK = {"x-ms-encryption-key", "x-ms-encryption-key-sha256", "x-ms-encryption-algorithm"}
 _ACCESS = {"x-ms-permissions", "x-ms-umask", "x-ms-owner", "x-ms-group", "x-ms-acl"}
 _EXPIRY = {"x-ms-expiry-option", "x-ms-expiry-time"}
@@ -58,7 +61,9 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
                   "x-ms-structured-content-length"}, set()),
     "get_properties": ({*_LEASE, *_CPK, "x-ms-upn"}, {"action", "upn"}),
     "read": ({*_LEASE, "x-ms-range", "x-ms-range-get-content-md5", "x-ms-structured-body", *_CPK}, set()),
-    "delete": (_LEASE, {"recursive"}),
+    # paginated=true (sent with token credentials): the service checks the ACLs page by page, then
+    # deletes at once; the emulator checks them all in one call, so it never answers a continuation.
+    "delete": (_LEASE, {"recursive", "paginated"}),
     "lease": (_LEASE_OPS, {"comp"}),
     "set_metadata": ({"meta", "x-ms-properties", *_LEASE, *_CPK}, {"comp", "action"}),
     "set_properties": ({*_BLOB_CONTENT, *_LEASE}, {"comp"}),
@@ -67,6 +72,8 @@ IMPLEMENTED: dict[str, tuple[set[str], set[str]]] = {
     "get_user_delegation_key": (set(), {"restype", "comp"}),
     "get_service_properties": (set(), {"restype", "comp"}),
     "set_expiry": ({*_EXPIRY, *_LEASE}, {"comp"}),
+    "set_tags": ({*_LEASE, *_BLOB_CONDITIONS, "x-ms-content-crc64"}, {"comp"}),
+    "get_tags": ({*_LEASE, *_BLOB_CONDITIONS}, {"comp"}),
     "query": ({*_LEASE, *_CPK}, {"comp"}),
     "list_deleted_paths": (set(), {"restype", "comp", "showonly", "prefix", "marker", "maxresults"}),
     "undelete_path": ({"x-ms-undelete-source"}, {"comp"}),
@@ -94,7 +101,6 @@ _FEATURES = {
     "snapshot": "snapshots",
     "versionid": "versions",
     "showonly": "soft delete / listing deleted paths",
-    "paginated": "paginated delete",
 }
 
 
@@ -109,9 +115,10 @@ def not_implemented(what: str) -> StorageError:
     return StorageError(501, "NotImplemented", f"The ADLS emulator does not implement {what}.")
 
 
-def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> None:
+def check_request(op: str, headers: dict[str, str], params: dict[str, str], signed: set[str] = frozenset()) -> None:
     """Raise 501 NotImplemented when the request uses a header, parameter or value the emulator
-    would otherwise ignore. ``headers``/``params`` have lower-case names."""
+    would otherwise ignore. ``headers``/``params`` have lower-case names; ``signed`` are query
+    parameters a dynamic user delegation SAS signs (they are the caller's, not the service's)."""
     if op == "unknown":
         return
     allowed_headers, allowed_params = IMPLEMENTED.get(op, (set(), set()))
@@ -122,12 +129,12 @@ def check_request(op: str, headers: dict[str, str], params: dict[str, str]) -> N
             continue
         raise not_implemented(f"the request header {_feature(name)} on this operation")
     for name in params:
-        if name in _ALWAYS_PARAMS or name in SAS_PARAMS or name in allowed_params:
+        if name in _ALWAYS_PARAMS or name in SAS_PARAMS or name in allowed_params or name in signed:
             continue
         raise not_implemented(f"the query parameter {_feature(name)} on this operation")
     # Values that select features the emulator does not have.
     if op == "list_filesystems":
         extra = {v.strip().lower() for v in params.get("include", "").split(",") if v.strip()} - {"metadata",
-                                                                                                  "deleted"}
+                                                                                                  "deleted", "system"}
         if extra:
             raise not_implemented(f"listing file systems with include={','.join(sorted(extra))}")

@@ -21,7 +21,33 @@ CREATE TABLE IF NOT EXISTS paths (
     fs TEXT NOT NULL, path TEXT NOT NULL, meta TEXT NOT NULL, data BLOB NOT NULL, uncommitted BLOB NOT NULL,
     PRIMARY KEY (fs, path)
 );
+CREATE TABLE IF NOT EXISTS deleted_paths (
+    fs TEXT NOT NULL, deletion_id TEXT NOT NULL, record BLOB NOT NULL, PRIMARY KEY (fs, deletion_id)
+);
+CREATE TABLE IF NOT EXISTS deleted_filesystems (
+    name TEXT NOT NULL, version TEXT NOT NULL, record BLOB NOT NULL, PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _nodes_record(nodes: dict[str, Node]) -> dict:
+    return {path: node.to_record() for path, node in nodes.items()}
+
+
+def _nodes_from(record: dict) -> dict[str, Node]:
+    return {path: Node.from_record(*parts) for path, parts in record.items()}
+
+
+def _deleted_path_record(entry: dict) -> bytes:
+    return pickle.dumps({**{k: v for k, v in entry.items() if k != "nodes"}, "nodes": _nodes_record(entry["nodes"])},
+                        protocol=4)
+
+
+def _deleted_path_from(blob: bytes) -> dict:
+    entry = pickle.loads(blob)
+    entry["nodes"] = _nodes_from(entry["nodes"])
+    return entry
 
 
 class SqlitePersistence:
@@ -44,7 +70,55 @@ class SqlitePersistence:
                     "SELECT fs, path, meta, data, uncommitted FROM paths"):
                 if fs in out:
                     out[fs].nodes[path] = Node.from_record(json.loads(meta), data, pickle.loads(unc))
+            for fs, record in self._db.execute("SELECT fs, record FROM deleted_paths ORDER BY fs, deletion_id"):
+                if fs in out:
+                    out[fs].deleted.append(_deleted_path_from(record))
             return out
+
+    # Soft-deleted paths (a file system's ``deleted`` entries) and file systems.
+    def save_deleted_path(self, fs: str, entry: dict) -> None:
+        record = _deleted_path_record(entry)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO deleted_paths (fs, deletion_id, record) VALUES (?, ?, ?)",
+                             (fs, entry["deletion_id"], record))
+
+    def drop_deleted_path(self, fs: str, deletion_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM deleted_paths WHERE fs = ? AND deletion_id = ?", (fs, deletion_id))
+
+    def save_deleted_filesystem(self, name: str, version: str, fs: FileSystem, when: float, days: int) -> None:
+        record = pickle.dumps({"meta": fs.to_meta(), "nodes": _nodes_record(fs.nodes),
+                               "deleted": [_deleted_path_record(d) for d in fs.deleted], "when": when, "days": days},
+                              protocol=4)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO deleted_filesystems (name, version, record) VALUES (?, ?, ?)",
+                             (name, version, record))
+
+    def drop_deleted_filesystem(self, name: str, version: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM deleted_filesystems WHERE name = ? AND version = ?", (name, version))
+
+    def load_deleted_filesystems(self) -> dict[tuple[str, str], tuple[FileSystem, float, int]]:
+        out = {}
+        with self._lock:
+            rows = list(self._db.execute("SELECT name, version, record FROM deleted_filesystems"))
+        for name, version, blob in rows:
+            record = pickle.loads(blob)
+            fs = FileSystem.from_meta(record["meta"])
+            fs.nodes = _nodes_from(record["nodes"])
+            fs.deleted = [_deleted_path_from(d) for d in record["deleted"]]
+            out[(name, version)] = (fs, record["when"], record["days"])
+        return out
+
+    # Account settings (the service properties).
+    def save_setting(self, name: str, value) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, json.dumps(value)))
+
+    def load_setting(self, name: str):
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def save_filesystem(self, fs: FileSystem) -> None:
         with self._lock:
@@ -55,6 +129,7 @@ class SqlitePersistence:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM paths WHERE fs = ?", (name,))
+            self._db.execute("DELETE FROM deleted_paths WHERE fs = ?", (name,))
             self._db.execute("DELETE FROM filesystems WHERE name = ?", (name,))
             self._db.execute("COMMIT")
 

@@ -3,8 +3,9 @@
 Supported: ``SELECT *`` or a list of columns (by header name, JSON key, or ``_1``, ``_2``, ...)
 ``FROM BlobStorage`` (any table name) with an optional ``WHERE <column> <op> <literal>``
 (``=``, ``!=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``; numbers compare as numbers), on delimited-text
-or JSON-lines input, into delimited-text or JSON-lines output. Anything else in the expression,
-and Arrow or Parquet formats, answer 501 NotImplemented naming it. The answer is what the service
+or JSON-lines input, into delimited-text, JSON-lines or Apache Arrow (IPC stream, see ``arrow.py``)
+output. Anything else in the expression, Arrow input and Parquet, answer 501 NotImplemented naming
+it. The answer is what the service
 sends: an Avro object container of ``resultData``, ``error``, ``progress`` and ``end`` records.
 A row that lacks a selected column is skipped with a non-fatal error; a JSON record that does not
 parse stops the query with a fatal error.
@@ -19,6 +20,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from . import arrow
+from .arrow import ArrowField
 from .errors import StorageError, error
 from .features import not_implemented
 
@@ -79,9 +82,10 @@ class Format:
     record_separator: str = "\n"
     escape_char: str = ""
     has_headers: bool = False
+    arrow_fields: list[ArrowField] | None = None  # output only
 
 
-def _format(elem: ET.Element | None, default: Format) -> Format:
+def _format(elem: ET.Element | None, default: Format, output: bool = False) -> Format:
     if elem is None:
         return default
     fmt = elem.find("Format")
@@ -96,6 +100,20 @@ def _format(elem: ET.Element | None, default: Format) -> Format:
         cfg = fmt.find("JsonTextConfiguration")
         sep = "\n" if cfg is None or cfg.find("RecordSeparator") is None else (cfg.findtext("RecordSeparator") or "")
         return Format("json", record_separator=sep)
+    if kind == "arrow" and output:
+        fields = []
+        for field in fmt.iter("Field"):
+            ftype = (field.findtext("Type") or "").strip().lower()
+            if ftype not in arrow.TYPES:
+                raise not_implemented(f"quick query Arrow output of the type {ftype!r}")
+            try:
+                precision, scale = int(field.findtext("Precision") or 0), int(field.findtext("Scale") or 0)
+            except ValueError as exc:
+                raise error(400, "InvalidXmlNodeValue", "Precision and Scale must be numbers.") from exc
+            fields.append(ArrowField(ftype, field.findtext("Name") or "", precision, scale))
+        if not fields:
+            raise error(400, "InvalidXmlNodeValue", "The Arrow output schema has no fields.")
+        return Format("arrow", arrow_fields=fields)
     raise not_implemented(f"quick query with the {kind or 'unknown'} format")
 
 
@@ -133,7 +151,7 @@ def parse_request(body: bytes) -> Query:
         value: Any = lit[1:-1] if lit.startswith("'") else float(lit)
         where = (m.group("col"), m.group("op"), value)
     inp = _format(root.find("InputSerialization"), Format("delimited"))
-    out = _format(root.find("OutputSerialization"), inp)
+    out = _format(root.find("OutputSerialization"), inp, output=True)
     return Query(None if cols == ["*"] else cols, where, inp, out)
 
 
@@ -245,6 +263,8 @@ def run(query: Query, data: bytes) -> bytes:
             return (index < len(positional), positional[index] if index < len(positional) else None)
         return (col in named, named.get(col))
 
+    arrow_rows: list[list[Any]] = []
+    arrow_offsets: list[int] = []
     if query.output.kind == "delimited" and query.output.has_headers and header is not None:
         out.append(_csv_out(header if query.columns is None else query.columns, query.output))
     for row in rows:
@@ -269,13 +289,25 @@ def run(query: Query, data: bytes) -> bytes:
                 errors.append(_record("error", fatal=False, name="InvalidColumnOrdinal",
                                       description="The record does not have the selected column.", position=row[0]))
                 continue
+        if query.output.kind == "arrow":
+            arrow_rows.append(list(picked))
+            arrow_offsets.append(row[0])
+            continue
         if query.output.kind == "json":
             names = picked_names if picked_names is not None else [f"_{i + 1}" for i in range(len(picked))]
             out.append(json.dumps(dict(zip(names, picked)), separators=(",", ":")) + query.output.record_separator)
         else:
             out.append(_csv_out(["" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
                                  for v in picked], query.output))
-    records = [_record("resultData", data="".join(out).encode())]
+    if query.output.kind == "arrow":
+        stream, bad = arrow.ipc_stream(query.output.arrow_fields, arrow_rows)
+        for number, name in bad:
+            errors.append(_record("error", fatal=False, name="InvalidTypeConversion",
+                                  description=f"The value of {name!r} is not of the Arrow schema's type.",
+                                  position=arrow_offsets[number]))
+        records = [_record("resultData", data=stream)]
+    else:
+        records = [_record("resultData", data="".join(out).encode())]
     records += errors
     scanned = total if not fatal else total
     records.append(_record("progress", bytesScanned=scanned, totalBytes=total))

@@ -11,14 +11,17 @@ import base64
 import email.utils
 import hashlib
 import json
+import re
 import socket
 import ssl
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -26,6 +29,7 @@ from . import content as cv
 from . import query as qq
 from . import store as st
 from .auth import DEV_ACCOUNT, DEV_KEY, Authenticator, check_sas_permission, parse_query
+from .authz import AclChecker, Principal
 from .errors import StorageError, error
 from .faults import FaultRegistry, FaultRule, Stats
 from .features import check_request, not_implemented
@@ -52,6 +56,7 @@ class Request:
     tenant: str = ""  # the bearer token's tenant ID
     scheme_used: str = ""  # sharedkey | sas | bearer
     sas: dict | None = None  # what the SAS allows, when a SAS authorized the request
+    acl: Any = None  # the AclChecker when ACLs restrict the caller on this file system
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -137,9 +142,10 @@ def classify(req: Request) -> None:
     if comp:
         req.flavor = "blob"
         req.op = {"lease": "lease", "metadata": "set_metadata", "properties": "set_properties",
-                  "expiry": "set_expiry"}.get(comp, "unknown")
+                  "expiry": "set_expiry", "tags": "set_tags"}.get(comp, "unknown")
         if m != "PUT" and req.op != "unknown":
-            req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else "unknown"
+            req.op = "get_properties" if comp == "metadata" and m in ("GET", "HEAD") else \
+                "get_tags" if comp == "tags" and m == "GET" else "unknown"
         if comp == "query" and m == "POST":
             req.op = "query"
         if comp == "undelete" and m == "PUT":
@@ -186,6 +192,7 @@ class AccountHandlers:
         self.public_url = ""  # set by the server once the port is known
         self.key_deriver: Callable[[str, str, str, str, str], str] | None = None  # user delegation keys
         self.service_properties = ServiceProperties()
+        self.encryption_scopes = frozenset(DEFAULT_ENCRYPTION_SCOPES)  # the account's (set by the Emulator)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -239,6 +246,8 @@ class AccountHandlers:
         out.update(encryption_headers(info.encryption, with_context=True))
         if info.expires_at is not None:
             out["x-ms-expiry-time"] = http_date(info.expires_at)
+        if info.tag_count:
+            out["x-ms-tag-count"] = str(info.tag_count)
         metadata = dict(info.metadata)
         if info.is_dir:
             metadata.setdefault("hdi_isfolder", "true")
@@ -260,11 +269,14 @@ class AccountHandlers:
         if deny not in ("true", "false"):
             raise error(400, "InvalidHeaderValue", "x-ms-deny-encryption-scope-override must be true or false.")
         scope = req.header("x-ms-default-encryption-scope")
+        check_scope(scope, self.encryption_scopes)
         if deny == "true" and not scope:
             raise error(400, "InvalidHeaderValue",
                         "x-ms-deny-encryption-scope-override needs x-ms-default-encryption-scope.")
         fs = self.store.create_filesystem(req.filesystem, metadata, req.flavor, default_scope=scope,
-                                          deny_scope_override=deny == "true")
+                                          deny_scope_override=deny == "true",
+                                          owner=req.caller if req.scheme_used == "bearer" and req.sas is None
+                                          else "$superuser")
         headers = self.write_headers(fs.etag, fs.last_modified)
         if req.flavor == "dfs":
             headers["x-ms-namespace-enabled"] = "true"
@@ -312,6 +324,9 @@ class AccountHandlers:
     def list_filesystems(self, req: Request) -> Response:
         prefix = req.params.get("prefix", "")
         items = self.store.list_filesystems(prefix)
+        includes = {v.strip().lower() for v in req.params.get("include", "").split(",")}
+        if "system" not in includes or req.flavor == "dfs":
+            items = [i for i in items if not i["name"].startswith("$")]  # system file systems ($logs)
         marker = req.params.get("marker") or req.params.get("continuation")
         if marker:
             items = [i for i in items if i["name"] >= marker]
@@ -374,6 +389,14 @@ class AccountHandlers:
         expiry = _xml_value(text, "Expiry")
         if not expiry:
             raise error(400, "InvalidXmlDocument", "KeyInfo needs an Expiry.")
+        try:
+            start_at = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+            expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+        except ValueError as exc:
+            raise error(400, "InvalidXmlNodeValue", "KeyInfo Start and Expiry must be ISO 8601 times.") from exc
+        if expiry_at <= start_at or expiry_at > time.time() + 7 * 86400:
+            raise error(400, "InvalidXmlNodeValue",
+                        "The key's expiry must be after its start and within seven days of the current time.")
         version = req.header("x-ms-version") or DEFAULT_VERSION
         oid, tid = req.caller, req.tenant
         delegated_tid = _xml_value(text, "DelegatedUserTid")
@@ -392,6 +415,7 @@ class AccountHandlers:
 
     def set_service_properties(self, req: Request) -> Response:
         self.service_properties.set(req.body)
+        self.store.save_setting("service_properties", self.service_properties.elements)
         return Response(202)
 
     # -- paths ------------------------------------------------------------------------------
@@ -403,7 +427,7 @@ class AccountHandlers:
             proposed_lease_id=req.header("x-ms-proposed-lease-id"), lease_duration=self.lease_duration(req),
             permissions=req.header("x-ms-permissions"), umask=req.header("x-ms-umask"),
             owner=req.header("x-ms-owner"), group=req.header("x-ms-group"), acl=req.header("x-ms-acl"),
-            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind),
+            caller=req.caller, encryption=lambda fs: new_path_encryption(req, fs, kind, self.encryption_scopes),
             expiry=create_expiry(req, kind))
         headers = self.write_headers(info.etag, info.last_modified)
         headers["x-ms-request-server-encrypted"] = "true"
@@ -679,6 +703,25 @@ class AccountHandlers:
         info = self.store.set_expiry(req.filesystem, req.path, expiry, relative, req.header("x-ms-lease-id"))
         return Response(200, self.write_headers(info.etag, info.last_modified))
 
+    def set_tags(self, req: Request) -> Response:
+        """Set Blob Tags: replaces the path's tags; ETag and Last-Modified stay as they are."""
+        if req.header("content-md5") is not None:
+            cv.check_md5(req.body, req.header("content-md5"))
+        if req.header("x-ms-content-crc64") is not None:
+            cv.check_crc64(req.body, req.header("x-ms-content-crc64"))
+        tags = parse_tags(req.body)
+        self.store.set_tags(req.filesystem, req.path, tags, conditions=self.conditions(req, "x-ms-blob-"),
+                            lease_id=req.header("x-ms-lease-id"))
+        return Response(204)
+
+    def get_tags(self, req: Request) -> Response:
+        tags = self.store.get_tags(req.filesystem, req.path, conditions=self.conditions(req, "x-ms-blob-"),
+                                   lease_id=req.header("x-ms-lease-id"))
+        body = ('<?xml version="1.0" encoding="utf-8"?><Tags><TagSet>'
+                + "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in tags.items())
+                + "</TagSet></Tags>")
+        return Response(200, {"Content-Type": "application/xml"}, body.encode())
+
     def set_access_control(self, req: Request) -> Response:
         info = self.store.set_access_control(
             req.filesystem, req.path, permissions=req.header("x-ms-permissions"), owner=req.header("x-ms-owner"),
@@ -693,7 +736,8 @@ class AccountHandlers:
         result, token = self.store.set_access_control_recursive(
             req.filesystem, req.path, req.params.get("mode", ""), req.header("x-ms-acl") or "",
             max_records=_int(req.params.get("maxrecords"), "maxRecords"),
-            continuation=req.params.get("continuation"))
+            continuation=req.params.get("continuation"),
+            may_change=req.acl.can_change_acl if req.acl is not None else None, force=req.flag("forceFlag"))
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token:
             headers["x-ms-continuation"] = token
@@ -788,11 +832,25 @@ def check_customer_key(req: Request, enc: dict[str, str]) -> None:
                     "The blob is not encrypted with customer specified encryption.")
 
 
-def new_path_encryption(req: Request, fs: st.FileSystem, kind: str) -> dict[str, str]:
+# The account's encryption scopes when none are declared (``--encryption-scope``): besides the
+# account key's ``$account-encryption-key``, which always exists.
+DEFAULT_ENCRYPTION_SCOPES = ("scope1", "scope2")
+
+
+def check_scope(scope: str | None, scopes: frozenset[str]) -> None:
+    """An encryption scope the account does not have is refused (the service knows its account's scopes)."""
+    if scope and scope != st.ACCOUNT_KEY_SCOPE and scope not in scopes:
+        raise error(404, "EncryptionScopeNotFound", f"The encryption scope {scope!r} does not exist in this account.")
+
+
+def new_path_encryption(req: Request, fs: st.FileSystem, kind: str,
+                        scopes: frozenset[str] = frozenset(DEFAULT_ENCRYPTION_SCOPES)) -> dict[str, str]:
     """How a path created by ``req`` in ``fs`` is encrypted (its encryption scope, customer key and context)."""
     enc: dict[str, str] = {}
     scope = req.header("x-ms-encryption-scope")
     sas_scope = (req.sas or {}).get("ses") or None
+    check_scope(scope, scopes)
+    check_scope(sas_scope, scopes)
     if scope and sas_scope and scope != sas_scope:
         raise error(403, "AuthorizationFailure", "The encryption scope of the request is not the SAS's (ses).")
     scope = scope or sas_scope
@@ -828,6 +886,29 @@ def encryption_headers(enc: dict[str, str], with_context: bool = False) -> dict[
     return out
 
 
+_TAG_TEXT = re.compile(r"^[A-Za-z0-9 +\-./:=_]*$")
+
+
+def parse_tags(body: bytes) -> dict[str, str]:
+    """The body of Set Blob Tags: at most 10 tags, keys of 1-128 and values of 0-256 characters out of
+    letters, digits, space and ``+ - . / : = _`` (else 400 ``InvalidTag``)."""
+    try:
+        root = ET.fromstring(body.decode("utf-8-sig")) if body.strip() else None
+    except (ET.ParseError, UnicodeDecodeError) as exc:
+        raise error(400, "InvalidXmlDocument", "The tags are not well-formed XML.") from exc
+    tags: dict[str, str] = {}
+    for tag in ([] if root is None else root.iter("Tag")):
+        key, value = tag.findtext("Key") or "", tag.findtext("Value") or ""
+        if not 1 <= len(key) <= 128 or len(value) > 256 or not _TAG_TEXT.match(key) or not _TAG_TEXT.match(value) \
+                or key in tags:
+            raise error(400, "InvalidTag", "The tags specified are invalid. It contains characters that are not "
+                        "permitted, a key or value of a length out of bounds, or a duplicate key.")
+        tags[key] = value
+    if len(tags) > 10:
+        raise error(400, "InvalidTag", "At most 10 tags can be set on a blob.")
+    return tags
+
+
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
@@ -856,13 +937,22 @@ def _parse_range(value: str) -> tuple[int, int | None]:
         raise error(400, "InvalidHeaderValue", f"Bad range {value!r}.") from exc
 
 
+# The account's system file system, listed only with include=system; nothing is logged into it.
+SYSTEM_FILESYSTEM = "$logs"
+
+
 # ---------------------------------------------------------------------------- the emulator
 class Emulator:
     """Ties store, authentication, faults and counters together; independent of the socket layer."""
 
     def __init__(self, account: str = DEV_ACCOUNT, data_dir: str | None = None, key: str = DEV_KEY,
-                 filesystem_soft_delete_days: int | None = None):
+                 filesystem_soft_delete_days: int | None = None, superusers: Iterable[str] = (),
+                 encryption_scopes: Iterable[str] | None = None):
+        """``superusers``: object IDs that act as holding Storage Blob Data Owner (ACLs do not
+        restrict their bearer tokens). ``encryption_scopes``: the account's encryption scopes
+        (default :data:`DEFAULT_ENCRYPTION_SCOPES`); others are refused."""
         self.account = account
+        self.superusers = frozenset(superusers)
         self.persistence = SqlitePersistence(data_dir) if data_dir else None
         self.store = st.Store(self.persistence)
         self.store.filesystem_soft_delete_days = filesystem_soft_delete_days
@@ -871,6 +961,13 @@ class Emulator:
         self.stats = Stats()
         self.handlers = AccountHandlers(self.store, account)
         self.handlers.key_deriver = self.auth.delegation_key
+        if SYSTEM_FILESYSTEM not in self.store.list_names():
+            self.store.create_filesystem(SYSTEM_FILESYSTEM)
+        saved = self.store.load_setting("service_properties")
+        if saved:
+            self.handlers.service_properties.elements.update(saved)
+        self.handlers.encryption_scopes = frozenset(DEFAULT_ENCRYPTION_SCOPES if encryption_scopes is None
+                                                    else encryption_scopes)
         self.scheme = "http"  # set by the server
 
     def parse(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
@@ -902,7 +999,7 @@ class Emulator:
             req.sas = sas
             if req.scheme_used == "bearer":
                 req.tenant = self.auth.tenant_of(req.headers)
-            check_request(req.op, req.headers, req.params)
+            check_request(req.op, req.headers, req.params, (sas or {}).get("signed_query") or set())
             if sas is not None:
                 op = req.op
                 if op == "get_properties" and (req.params.get("action") or "").lower() == "getaccesscontrol":
@@ -910,10 +1007,28 @@ class Emulator:
                 check_sas_permission(sas, op, owner_change=bool(req.header("x-ms-owner") or req.header("x-ms-group"))
                                      and op == "set_access_control")
             handler: Callable[[Request], Response] = getattr(self.handlers, req.op)
-            resp = handler(req)
+            who = self.acl_principal(req, sas)
+            if who is None:
+                resp = handler(req)
+            else:
+                # The check and the operation see the same state: both run under the store's lock.
+                with self.store.lock:
+                    checker = AclChecker(self.store, who)
+                    if checker.check(req):
+                        req.acl = checker
+                    resp = handler(req)
         except StorageError as exc:
             resp = self.error_response(req, exc)
         return resp, rule
+
+    def acl_principal(self, req: Request, sas: dict | None) -> Principal | None:
+        """Whose ACL rights a request is checked against (see :mod:`.authz`), or None for no check."""
+        if sas is not None:
+            return Principal(sas["suoid"]) if sas.get("suoid") else None
+        if req.scheme_used != "bearer" or req.caller == "$superuser" or req.caller in self.superusers:
+            return None
+        groups = self.auth.claims_of(req.headers).get("groups") or []
+        return Principal(req.caller, frozenset(str(g) for g in groups if isinstance(g, str)))
 
     def error_response(self, req: Request, exc: StorageError) -> Response:
         headers = {"x-ms-error-code": exc.code, **exc.headers}
@@ -1109,10 +1224,14 @@ class RunningEmulator:
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | None = None,
                     account: str = DEV_ACCOUNT, tls_cert: str | None = None,
-                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None) -> RunningEmulator:
+                    tls_key: str | None = None, filesystem_soft_delete_days: int | None = None,
+                    superusers: Iterable[str] = (), encryption_scopes: Iterable[str] | None = None) -> RunningEmulator:
     """Start an emulator on ``host:port`` (0 = a free port) in a daemon thread.
 
-    With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials).
+    With ``tls_cert``/``tls_key`` it serves HTTPS (needed for token credentials). ``superusers``:
+    object IDs whose tokens ACLs do not restrict (Storage Blob Data Owner). ``encryption_scopes``:
+    the account's encryption scopes (default ``scope1``, ``scope2``).
     """
-    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days)
+    emulator = Emulator(account=account, data_dir=data_dir, filesystem_soft_delete_days=filesystem_soft_delete_days,
+                        superusers=superusers, encryption_scopes=encryption_scopes)
     return RunningEmulator(EmulatorServer(host, port, emulator, tls_cert, tls_key))

@@ -1,8 +1,9 @@
 """Blob service properties (``GET``/``PUT /?restype=service&comp=properties``), as the REST docs
 ("Set Blob Service Properties") describe them: the document is checked, each top-level element a
-request carries replaces the stored one and the others are kept. They are stored and returned;
-none of them changes how the emulator behaves (no logs or metrics are written, CORS preflight and
-static websites are not served, soft delete is not implemented).
+request carries replaces the stored one and the others are kept. They are stored (with
+``--data-dir``, across restarts) and returned; only ``DeleteRetentionPolicy`` changes how the
+emulator behaves (soft delete): no logs or metrics are written, CORS preflight and static websites
+are not served.
 """
 
 from __future__ import annotations

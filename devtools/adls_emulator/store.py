@@ -256,6 +256,7 @@ class Node:
     # "key_sha256" (a customer-provided key), "context" (x-ms-encryption-context, files).
     encryption: dict[str, str] = field(default_factory=dict)
     expiry: float | None = None  # files: when the file is deleted (set with x-ms-expiry-*)
+    tags: dict[str, str] = field(default_factory=dict)  # blob index tags
 
     @property
     def is_dir(self) -> bool:
@@ -275,7 +276,7 @@ class Node:
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
             "acl": self.acl, "default_acl": self.default_acl, "sticky": self.sticky, "owner": self.owner,
             "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
-            "expiry": self.expiry,
+            "expiry": self.expiry, "tags": self.tags,
         }
         return meta, bytes(self.data), list(self.uncommitted)
 
@@ -289,7 +290,7 @@ class Node:
             default_acl=meta.get("default_acl", []), sticky=meta.get("sticky", False),
             owner=meta.get("owner", "$superuser"), group=meta.get("group", "$superuser"),
             lease=Lease.from_dict(meta["lease"]), encryption=dict(meta.get("encryption") or {}),
-            expiry=meta.get("expiry"),
+            expiry=meta.get("expiry"), tags=dict(meta.get("tags") or {}),
         )
 
 
@@ -305,7 +306,7 @@ class FileSystem:
     default_scope: str = ACCOUNT_KEY_SCOPE
     deny_scope_override: bool = False
     expiring: bool = True  # some file may have an expiry time (checked, then kept exact, by the store)
-    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}} (in memory only).
+    # Soft-deleted paths: {"path", "deletion_id", "deleted_time", "days", "nodes": {path: Node}}.
     deleted: list[dict[str, Any]] = field(default_factory=list)
     # The root directory ("/"): its owner, group and ACLs (path "" in the store's calls).
     root: Node = field(default_factory=lambda: Node(kind="directory", etag=new_etag(), last_modified=time.time(),
@@ -350,6 +351,7 @@ class PathInfo:
     acl: str = ""
     expires_at: float | None = None
     encryption: dict[str, str] = field(default_factory=dict)
+    tag_count: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -403,13 +405,23 @@ class Store:
 
     def __init__(self, persistence: "Any | None" = None) -> None:
         self._lock = threading.RLock()
+        self.lock = self._lock  # for checks that must see the same state as the operation after them
         self._fs: dict[str, FileSystem] = {}
         self._persistence = persistence
-        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days); in memory only.
+        # Soft-deleted file systems, (name, version) -> (FileSystem, deleted_time, days).
         self._deleted_fs: dict[tuple[str, str], tuple[FileSystem, float, int]] = {}
         self.filesystem_soft_delete_days: int | None = None  # an account setting (management plane)
         if persistence is not None:
             self._fs = persistence.load()
+            self._deleted_fs = persistence.load_deleted_filesystems()
+
+    def save_setting(self, name: str, value: Any) -> None:
+        """Keep an account setting (JSON) with the data, when there is a data directory."""
+        if self._persistence is not None:
+            self._persistence.save_setting(name, value)
+
+    def load_setting(self, name: str) -> Any:
+        return self._persistence.load_setting(name) if self._persistence is not None else None
 
     # ------------------------------------------------------------------ persistence helpers
     def _save_fs(self, fs: FileSystem) -> None:
@@ -428,7 +440,10 @@ class Store:
 
     # ------------------------------------------------------------------ file systems
     def create_filesystem(self, name: str, metadata: dict[str, str] | None = None, flavor: str = "blob",
-                          default_scope: str | None = None, deny_scope_override: bool = False) -> FileSystem:
+                          default_scope: str | None = None, deny_scope_override: bool = False,
+                          owner: str = "$superuser") -> FileSystem:
+        """``owner``: who created it (a token's object ID, else ``$superuser``) owns its root
+        directory and is its owning group."""
         with self._lock:
             if name in self._fs:
                 raise error(409, "ContainerAlreadyExists" if flavor == "blob" else "FilesystemAlreadyExists")
@@ -436,6 +451,7 @@ class Store:
             fs = FileSystem(name=name, etag=new_etag(), last_modified=now, created=now,
                             metadata=dict(metadata or {}), default_scope=default_scope or ACCOUNT_KEY_SCOPE,
                             deny_scope_override=deny_scope_override)
+            fs.root.owner = fs.root.group = owner
             self._fs[name] = fs
             self._save_fs(fs)
             return fs
@@ -495,13 +511,19 @@ class Store:
             if self._persistence is not None:
                 self._persistence.delete_filesystem(name)
             if self.filesystem_soft_delete_days:
-                self._deleted_fs[(name, _deletion_stamp())] = (fs, time.time(), self.filesystem_soft_delete_days)
+                version, when = _deletion_stamp(), time.time()
+                self._deleted_fs[(name, version)] = (fs, when, self.filesystem_soft_delete_days)
+                if self._persistence is not None:
+                    self._persistence.save_deleted_filesystem(name, version, fs, when,
+                                                              self.filesystem_soft_delete_days)
 
     def _purge_deleted_filesystems(self) -> None:
         now = time.time()
         for key, (_, when, days) in list(self._deleted_fs.items()):
             if when + days * 86400 <= now:
                 del self._deleted_fs[key]
+                if self._persistence is not None:
+                    self._persistence.drop_deleted_filesystem(*key)
 
     def deleted_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
@@ -529,6 +551,10 @@ class Store:
             self._fs[new_name] = fs
             self._save_fs(fs)
             self._save_nodes(fs, list(fs.nodes))
+            if self._persistence is not None:
+                for d in fs.deleted:
+                    self._persistence.save_deleted_path(new_name, d)
+                self._persistence.drop_deleted_filesystem(name, version)
             return fs
 
     def set_filesystem_metadata(self, name: str, metadata: dict[str, str], lease_id: str | None = None,
@@ -543,6 +569,10 @@ class Store:
             fs.etag, fs.last_modified = new_etag(), time.time()
             self._save_fs(fs)
             return fs
+
+    def list_names(self) -> list[str]:
+        with self._lock:
+            return list(self._fs)
 
     def list_filesystems(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
@@ -574,7 +604,7 @@ class Store:
                         http_headers=dict(node.http_headers), permissions=node.permissions,
                         lease_headers=node.lease.headers(), owner=node.owner, group=node.group,
                         acl=acls.format_acl(node.acl, node.default_acl), encryption=dict(node.encryption),
-                        expires_at=node.expiry)
+                        expires_at=node.expiry, tag_count=len(node.tags))
 
     def _ensure_parents(self, fs: FileSystem, path: str, changed: list[str], owner: str = "$superuser") -> None:
         parts = path.split("/")[:-1]
@@ -594,10 +624,27 @@ class Store:
                 raise error(409, "PathConflict")
 
     def _children(self, fs: FileSystem, path: str) -> list[str]:
+        if path == "":
+            return list(fs.nodes)
         prefix = path + "/"
         return [p for p in fs.nodes if p.startswith(prefix)]
 
     # ------------------------------------------------------------------ paths: operations
+    @staticmethod
+    def _creation_target(fs: FileSystem, path: str, conditions: Conditions | None, exists_code: str,
+                         exists_message: str | None = None) -> tuple[str, Node | None]:
+        """The normalized ``path`` of a create and the node it replaces (None: a new path), once the
+        request's conditions hold: ``If-None-Match: *`` on an existing path is 409 ``exists_code``."""
+        path = normalize_path(path)
+        if not path:
+            raise error(400, "InvalidResourceName", "The path is empty.")
+        existing = fs.nodes.get(path)
+        conditions = conditions or Conditions()
+        if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
+            raise error(409, exists_code, exists_message)
+        conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+        return path, existing
+
     def create_path(self, fs_name: str, path: str, kind: str, *, conditions: Conditions | None = None,
                     lease_id: str | None = None, metadata: dict[str, str] | None = None,
                     http_headers: dict[str, str] | None = None, proposed_lease_id: str | None = None,
@@ -610,14 +657,7 @@ class Store:
         with self._lock:
             fs = self._get_fs(fs_name, "dfs")
             enc = encryption(fs) if encryption else {}
-            path = normalize_path(path)
-            if not path:
-                raise error(400, "InvalidResourceName", "The path is empty.")
-            existing = fs.nodes.get(path)
-            conditions = conditions or Conditions()
-            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
-                raise error(409, "PathAlreadyExists")
-            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            path, existing = self._creation_target(fs, path, conditions, "PathAlreadyExists")
             if existing is not None and existing.kind != kind:
                 raise error(409, "PathConflict")
             if existing is not None:
@@ -686,14 +726,8 @@ class Store:
         existing file keeps its ACL, owner and lease, and loses uncommitted appends."""
         with self._lock:
             fs = self._get_fs(fs_name, "blob")
-            path = normalize_path(path)
-            if not path:
-                raise error(400, "InvalidResourceName", "The path is empty.")
-            existing = fs.nodes.get(path)
-            conditions = conditions or Conditions()
-            if existing is not None and conditions.if_none_match and conditions.if_none_match.strip() == "*":
-                raise error(409, "BlobAlreadyExists", "The specified blob already exists.")
-            conditions.check(existing.etag if existing else None, existing.last_modified if existing else None)
+            path, existing = self._creation_target(fs, path, conditions, "BlobAlreadyExists",
+                                                   "The specified blob already exists.")
             if existing is not None and existing.is_dir:
                 raise error(409, "PathConflict")
             if existing is not None:
@@ -863,13 +897,22 @@ class Store:
             if not soft_delete_days:
                 return None
             deletion_id = _deletion_stamp()
-            fs.deleted.append({"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
-                               "days": soft_delete_days, "nodes": removed})
+            entry = {"path": path, "deletion_id": deletion_id, "deleted_time": time.time(),
+                     "days": soft_delete_days, "nodes": removed}
+            fs.deleted.append(entry)
+            if self._persistence is not None:
+                self._persistence.save_deleted_path(fs.name, entry)
             return deletion_id
 
     def _live_deleted(self, fs: FileSystem) -> list[dict[str, Any]]:
         now = time.time()
-        fs.deleted = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        live = [d for d in fs.deleted if d["deleted_time"] + d["days"] * 86400 > now]
+        if self._persistence is not None and len(live) != len(fs.deleted):
+            kept = {id(d) for d in live}
+            for d in fs.deleted:
+                if id(d) not in kept:
+                    self._persistence.drop_deleted_path(fs.name, d["deletion_id"])
+        fs.deleted = live
         return fs.deleted
 
     def deleted_paths(self, fs_name: str, prefix: str = "") -> list[dict[str, Any]]:
@@ -903,6 +946,8 @@ class Store:
             fs.nodes.update(entry["nodes"])
             fs.deleted.remove(entry)
             self._save_nodes(fs, changed)
+            if self._persistence is not None:
+                self._persistence.drop_deleted_path(fs.name, entry["deletion_id"])
             return self._info(path, fs.nodes[path])
 
     def rename(self, src_fs_name: str, src_path: str, dst_fs_name: str, dst_path: str, *,
@@ -1006,6 +1051,30 @@ class Store:
             self._save_nodes(fs, [path])
             return self._info(path, node)
 
+    def set_tags(self, fs_name: str, path: str, tags: dict[str, str], *, conditions: Conditions | None = None,
+                 lease_id: str | None = None) -> None:
+        """Set Blob Tags: replaces the tags; the path's ETag and Last-Modified do not change."""
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            path = normalize_path(path)
+            node = self._node(fs, path, "BlobNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            node.lease.check_write(lease_id, "blob")
+            node.tags = dict(tags)
+            self._save_nodes(fs, [path])
+
+    def get_tags(self, fs_name: str, path: str, *, conditions: Conditions | None = None,
+                 lease_id: str | None = None) -> dict[str, str]:
+        with self._lock:
+            fs = self._get_fs(fs_name, "blob")
+            node = self._node(fs, normalize_path(path), "BlobNotFound")
+            if conditions:
+                conditions.check(node.etag, node.last_modified)
+            if lease_id:
+                node.lease.check_write(lease_id, "blob")
+            return dict(node.tags)
+
     def set_path_http_headers(self, fs_name: str, path: str, http_headers: dict[str, str], *,
                               conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
         """Blob ``comp=properties``: replaces all HTTP headers (absent ones are cleared)."""
@@ -1050,10 +1119,15 @@ class Store:
             return self._info(path, node)
 
     def set_access_control_recursive(self, fs_name: str, path: str, mode: str, acl: str, *,
-                                     max_records: int | None = None, continuation: str | None = None
+                                     max_records: int | None = None, continuation: str | None = None,
+                                     may_change: "Callable[[Node], bool] | None" = None, force: bool = False
                                      ) -> tuple[dict[str, Any], str | None]:
         """dfs ``action=setAccessControlRecursive``: ``mode`` set / modify / remove on the path and
-        everything below it, at most ``max_records`` paths per call (continuation for the rest)."""
+        everything below it, at most ``max_records`` paths per call (continuation for the rest).
+
+        ``may_change(node)`` is the caller's ACL check per path: a path it refuses is a failed entry.
+        Without ``force`` (``forceFlag``) the call stops at the first failure and gives no
+        continuation; with it, it goes on."""
         mode = (mode or "").lower()
         if mode not in ("set", "modify", "remove"):
             raise error(400, "InvalidQueryParameterValue", "mode must be set, modify or remove.")
@@ -1071,8 +1145,18 @@ class Store:
             limit = max_records if max_records and 0 < max_records <= 2000 else 2000
             batch, rest = names[:limit], names[limit:]
             dirs = files = 0
+            failed: list[dict[str, str]] = []
+            done: list[str] = []
             for name in batch:
-                node = fs.nodes[name]
+                node = self._node(fs, name)
+                if may_change is not None and not may_change(node):
+                    failed.append({"errorMessage": "This request is not authorized to perform this operation using "
+                                                   "this permission.",
+                                   "name": name, "type": "DIRECTORY" if node.is_dir else "FILE"})
+                    if not force:
+                        break
+                    continue
+                done.append(name)
                 if mode == "set":
                     node.acl = acls.check_access(access)
                     if node.is_dir:
@@ -1092,10 +1176,12 @@ class Store:
                     dirs += 1
                 else:
                     files += 1
-            self._save_nodes(fs, batch)
+            self._save_nodes(fs, done)
             token = _encode_continuation(batch[-1]) if rest and batch else None
-            return {"directoriesSuccessful": dirs, "filesSuccessful": files, "failureCount": 0,
-                    "failedEntries": []}, token
+            if failed and not force:
+                token = None  # the service stops at the first failure
+            return {"directoriesSuccessful": dirs, "filesSuccessful": files, "failureCount": len(failed),
+                    "failedEntries": failed}, token
 
     def path_lease(self, fs_name: str, path: str, action: str, *, lease_id: str | None = None,
                    proposed_lease_id: str | None = None, duration: int = -1,

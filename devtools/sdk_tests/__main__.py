@@ -22,16 +22,21 @@ from .fetch import fetch_tests, pinned_version
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+# The object ID in the shim's tokens (the shim reads the same variable).
+TOKEN_OID = os.environ.setdefault("SDK_TESTS_TOKEN_OID", "3a5f8a6e-2c1b-4d6e-9f0a-1b2c3d4e5f60")
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def start_emulator(cert: str, key: str, log_path: Path) -> tuple[subprocess.Popen, str]:
     """The emulator in its own process (the tests and it then use both cores); returns its account URL."""
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    # Like the SDK's test accounts: file system soft delete on (an account setting), and blob soft
-    # delete (DeleteRetentionPolicy) set through the service properties below.
+    # Like the SDK's test accounts: file system soft delete on (an account setting), blob soft
+    # delete (DeleteRetentionPolicy) set through the service properties below, and the identity of
+    # the tests' token credential holding Storage Blob Data Owner (a superuser for ACLs), and the
+    # encryption scope their tests use.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "devtools.adls_emulator", "--port", "0",
-                             "--tls-cert", cert, "--tls-key", key, "--filesystem-soft-delete-days", "7"],
+                             "--tls-cert", cert, "--tls-key", key, "--filesystem-soft-delete-days", "7",
+                             "--superuser", TOKEN_OID, "--encryption-scope", "hnstestscope1"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     match = re.search(r"listening on (https://\S+)", line)

@@ -7,6 +7,12 @@
  * Decimal128 NaN/infinities/non-canonical values, and malformed BSON.
  *
  *   encode(raw: bytes, seq: int, canonical: bool) -> bytes | None   (one line ending in "\n")
+ *
+ * And the few fields a run routes a change event by, read in the same way (no Python object per
+ * value, nothing else of the event decoded):
+ *
+ *   fields(raw: bytes) -> (operationType, clusterTime seconds, increment, _id._data, ns.db, ns.coll)
+ *                         | None   (None: not the usual shape; the caller reads the fields itself)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -437,10 +443,128 @@ static PyObject *encode(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return o.bytes;
 }
 
+/* The size of a value of BSON type `type` at p (avail bytes left), or -1 when it does not fit. */
+static Py_ssize_t value_size(uint8_t type, const uint8_t *p, Py_ssize_t avail) {
+    Py_ssize_t n;
+    switch (type) {
+    case 0x01: case 0x09: case 0x11: case 0x12: n = 8; break;
+    case 0x02: case 0x0D: case 0x0E:
+        if (avail < 4) return -1;
+        n = 4 + (Py_ssize_t)le32(p);
+        if (n < 5) return -1;
+        break;
+    case 0x03: case 0x04: case 0x0F:
+        if (avail < 4) return -1;
+        n = le32(p);
+        if (n < 5) return -1;
+        break;
+    case 0x05:
+        if (avail < 5) return -1;
+        n = 5 + (Py_ssize_t)le32(p);
+        if (n < 5) return -1;
+        break;
+    case 0x06: case 0x0A: case 0x7F: case 0xFF: n = 0; break;
+    case 0x07: n = 12; break;
+    case 0x08: n = 1; break;
+    case 0x0B: {
+        const uint8_t *end = memchr(p, 0, avail);
+        if (!end) return -1;
+        const uint8_t *end2 = memchr(end + 1, 0, avail - (end + 1 - p));
+        if (!end2) return -1;
+        n = end2 + 1 - p;
+        break;
+    }
+    case 0x0C:
+        if (avail < 4) return -1;
+        n = 4 + (Py_ssize_t)le32(p) + 12;
+        if (n < 17) return -1;
+        break;
+    case 0x10: n = 4; break;
+    case 0x13: n = 16; break;
+    default: return -1;
+    }
+    return n <= avail ? n : -1;
+}
+
+typedef struct {
+    const char *name;
+    uint8_t type;      /* the BSON type wanted */
+    const uint8_t *at; /* where its value starts, NULL if absent */
+    Py_ssize_t size;
+    int wrong;         /* present with another type */
+} want_t;
+
+/* Finds the wanted top-level fields of the document at p (len bytes; the last of equal keys wins).
+ * Returns 0, or -1 when the document is malformed. */
+static int scan(const uint8_t *p, Py_ssize_t len, want_t *wants, int count) {
+    if (len < 5 || le32(p) != len || p[len - 1] != 0) return -1;
+    Py_ssize_t pos = 4;
+    while (pos < len - 1) {
+        uint8_t type = p[pos++];
+        const uint8_t *name = p + pos;
+        const uint8_t *end = memchr(name, 0, len - pos);
+        if (!end) return -1;
+        pos = end + 1 - p;
+        Py_ssize_t size = value_size(type, p + pos, len - 1 - pos);
+        if (size < 0) return -1;
+        for (int i = 0; i < count; i++) {
+            if (strcmp((const char *)name, wants[i].name) == 0) {
+                wants[i].wrong = type != wants[i].type;
+                wants[i].at = wants[i].wrong ? NULL : p + pos;
+                wants[i].size = size;
+            }
+        }
+        pos += size;
+    }
+    return pos == len - 1 ? 0 : -1;
+}
+
+static PyObject *utf8(const want_t *w) {
+    /* a BSON string: int32 length (with the NUL), bytes, NUL */
+    if (!w->at) Py_RETURN_NONE;
+    Py_ssize_t n = (Py_ssize_t)le32(w->at) - 1;
+    if (n < 0 || 4 + n + 1 != w->size || w->at[4 + n] != 0) return NULL;
+    return PyUnicode_DecodeUTF8((const char *)w->at + 4, n, NULL);
+}
+
+static PyObject *fields(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = NULL, *op = NULL, *key = NULL, *db = NULL, *coll = NULL;
+    want_t top[] = {{"operationType", 0x02}, {"clusterTime", 0x11}, {"_id", 0x03}, {"ns", 0x03}};
+    want_t id[] = {{"_data", 0x02}};
+    want_t ns[] = {{"db", 0x02}, {"coll", 0x02}};
+    if (scan(view.buf, view.len, top, 4) < 0 || !top[1].at || !top[2].at || top[0].wrong || top[3].wrong)
+        goto other;
+    if (scan(top[2].at, top[2].size, id, 1) < 0 || !id[0].at) goto other;
+    if (top[3].at && (scan(top[3].at, top[3].size, ns, 2) < 0 || ns[0].wrong || ns[1].wrong)) goto other;
+    if (!(op = utf8(&top[0])) || !(key = utf8(&id[0]))) goto other;
+    if (!(db = utf8(&ns[0])) || !(coll = utf8(&ns[1]))) goto other;
+    {
+        uint32_t increment = (uint32_t)le32(top[1].at), seconds = (uint32_t)le32(top[1].at + 4);
+        result = Py_BuildValue("(OIIOOO)", op, seconds, increment, key, db, coll);
+    }
+    goto done;
+other: /* malformed, or a field of another type or not valid UTF-8: the caller reads the event */
+    PyErr_Clear();
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(op);
+    Py_XDECREF(key);
+    Py_XDECREF(db);
+    Py_XDECREF(coll);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "encode(raw, seq, canonical) -> bytes | None: the Extended JSON line of a BSON document with "
      "_seq appended, or None when bson.json_util must write it."},
+    {"fields", (PyCFunction)fields, METH_O,
+     "fields(raw) -> (operationType, seconds, increment, _id._data, ns.db, ns.coll) | None: what a run "
+     "routes a change event by, or None for an event of another shape."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,6 +7,7 @@ import hashlib
 import uuid
 
 import pytest
+from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
 
 from devtools.adls_emulator import content as cv
@@ -51,8 +52,8 @@ def test_an_unimplemented_query_parameter_is_refused_naming_it(raw):
     status, headers, body = raw.send("GET", url + "?snapshot=2026-01-01T00:00:00Z")
     assert status == 501 and "snapshots" in body.decode()
     fs = url.rsplit("/", 1)[0]
-    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=system")
-    assert status == 501 and b"include=system" in body
+    status, _, body = raw.send("GET", f"/{DEV_ACCOUNT}?comp=list&include=snapshots")
+    assert status == 501 and b"include=snapshots" in body
     status, _, body = raw.send("GET", fs + "?resource=filesystem&recursive=true&showonly=deleted")
     assert status == 501
 
@@ -564,3 +565,50 @@ def test_get_blob_properties_shows_the_acl(emu_fs):
     f = emu_fs.create_directory("dir").create_file("f")
     props = f.get_file_properties(upn=True)  # x-ms-upn: true; identities come back as stored
     assert (props["owner"], props["acl"]) == ("$superuser", "user::rw-,group::r--,other::---")
+
+
+# --------------------------------------------------------------------------- blob index tags, $logs
+def test_blob_index_tags(emu_fs):
+    f = emu_fs.create_file("tagged")
+    etag = f.get_file_properties().etag
+    assert f.get_tags() == {}
+    f.set_tags({"project": "lake", "stage": "raw data/2026:a=b_c+d.e-f"})
+    assert f.get_tags() == {"project": "lake", "stage": "raw data/2026:a=b_c+d.e-f"}
+    props = f.get_file_properties()
+    assert props.etag == etag  # tags do not change the ETag
+    assert f._blob_client.get_blob_properties().tag_count == 2  # x-ms-tag-count
+    f.set_tags({"only": "one"}, etag=etag, match_condition=MatchConditions.IfNotModified)
+    assert f.get_tags() == {"only": "one"}
+    with pytest.raises(HttpResponseError) as exc:
+        f.set_tags({"x": "y"}, etag='"0x1"', match_condition=MatchConditions.IfNotModified)
+    assert exc.value.status_code == 412
+    for bad in ({"a": "b!"}, {"": "empty key"}, {"k" * 129: "v"}, {f"t{i}": "v" for i in range(11)}):
+        with pytest.raises(HttpResponseError) as exc:
+            f.set_tags(bad)
+        assert (exc.value.status_code, exc.value.error_code) == (400, "InvalidTag")
+    f.set_tags({})
+    assert f.get_tags() == {}
+    with pytest.raises(HttpResponseError) as exc:  # conditions on tags (x-ms-if-tags) are not implemented
+        f.get_tags(if_tags_match_condition="\"only\"='one'")
+    assert exc.value.status_code == 501
+
+
+def test_tags_need_the_t_permission(emu, emu_fs):
+    from azure.storage.filedatalake import generate_file_sas
+
+    emu_fs.create_file("f").set_tags({"a": "1"})
+    for perms, ok in (("rw", False), ("t", True)):
+        sas = generate_file_sas(DEV_ACCOUNT, emu_fs.file_system_name, "", "f", DEV_KEY, permission=perms,
+                                expiry=_expiry())
+        f = _sas_service(emu, sas).get_file_system_client(emu_fs.file_system_name).get_file_client("f")
+        if ok:
+            assert f.get_tags() == {"a": "1"}
+        else:
+            with pytest.raises(HttpResponseError) as exc:
+                f.get_tags()
+            assert exc.value.status_code == 403
+
+
+def test_system_file_system_is_listed_only_when_asked(emu_service, emu_fs):
+    assert "$logs" not in [x.name for x in emu_service.list_file_systems()]
+    assert "$logs" in [x.name for x in emu_service.list_file_systems(include_system=True)]

@@ -84,6 +84,26 @@ def test_manifests_match_the_data_and_verify_passes(pipeline, mongo_client):
     assert since.ok and since.manifests == len(names) - 2
 
 
+@pytest.mark.parametrize("layout, overrides", [
+    ("per_event", {"FILE_LAYOUT": "per_event"}),
+    ("rolling", {"ROLL_MAX_BYTES": "1KiB"}),  # one event a file: over a thousand files in a run
+])
+def test_a_run_that_writes_thousands_of_files_commits_manifests_that_fit_the_row(pipeline, mongo_client, layout,
+                                                                                   overrides):
+    """A commit's manifest waits in the checkpoint row until it is written: a batch names at most
+    ``MAX_FILES_PER_BATCH`` files, however many files a run writes."""
+    pipeline.run(**overrides)
+    mongo_client[pipeline.dbs[0]].orders.insert_many([{"i": i, "pad": "x" * 700} for i in range(1100)])
+    report = pipeline.run(**overrides)
+    assert report.outcome == "caught_up" and report.events == 1100
+    assert report.files == 1100 and report.commits >= 2
+    manifests = assert_manifests_match(pipeline)
+    assert sum(d["events"] for d in manifests.values()) == 1100
+    assert max(len(d["files"]) for d in manifests.values()) <= 1000
+    result = verify(pipeline.settings)
+    assert result.ok, result.summary()
+
+
 def _end_of_today() -> int:
     return (int(time.time()) // 86400 + 1) * 86400
 

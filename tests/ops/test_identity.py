@@ -18,8 +18,9 @@ from azure.functions.timer import TimerRequest
 import function_app
 from devtools.functions_worker import invoke
 from devtools.adls_emulator.server import start_in_thread
+from devtools.adls_emulator.tls import self_signed_cert
 from devtools.managed_identity import ManagedIdentityEndpoint
-from devtools.oauth_azurite import OAuthTableAzurite, self_signed_cert
+from devtools.oauth_azurite import OAuthTableAzurite
 from shared.checkpoint import CheckpointStore, make_table_client
 from shared.drain import run_drain
 from shared.lake import make_service_client

@@ -169,6 +169,23 @@ class Pipeline:
                 break
         return DrainResult(proc.returncode, report, out, err)
 
+    def take_over(self, stale: subprocess.Popen) -> DrainResult:
+        """Another run takes the pipeline over from ``stale`` (a ``start_drain`` process) as after a
+        stall: once ``stale`` recorded its commit intent (its writes are then on their way) and a
+        second later, its lease is made to look expired and a drain runs to the end."""
+        for _ in range(200):
+            checkpoint = self.checkpoint()
+            if checkpoint is not None and checkpoint.intent is not None:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("run A never recorded an intent")
+        time.sleep(1.0)
+        self.expire_lease()
+        taken = self.drain()
+        assert taken.outcome == "caught_up", taken.describe()
+        return taken
+
     def drain_in_process(self, store=None, lake=None, source=None, env_overrides: dict | None = None):
         from shared.drain import run_drain
 
@@ -365,7 +382,66 @@ def new_pipeline(stack_env: dict, mongo, datalake, filesystem: str, table: str, 
     return Pipeline(env, mongo, datalake, db, coll, scope, Timestamp(now, 0) if mode == PINNED else None)
 
 
+MODES = (PINNED, DEFAULTS)
+ONE_MINUTE_WINDOWS = {"ROLL_WINDOW": "1m"}  # so that a test (as the soak) can cross a window's end
 COLLECTIONS = ("a", "b", "c")
+
+
+def pipeline_in_mode(make, mode: str, collections=COLLECTIONS, begin: bool = True, **settings) -> Pipeline:
+    """``make(mode=mode, **settings)``; under the defaults also pre-images on for ``collections`` and,
+    unless ``begin`` is false (a test of the first run itself), the first run that takes the position."""
+    pipeline = make(mode=mode, **settings)
+    if mode == DEFAULTS:
+        pipeline.enable_preimages(collections)
+        if begin:
+            pipeline.begin()
+    return pipeline
+
+
+def change_documents(pipeline: Pipeline, names=COLLECTIONS, pad: int = 900) -> None:
+    """Every document changes and grows: between a failure and its replay, so that a replay under
+    ``updateLookup`` reads other documents (longer lines, other roll and commit points) than the
+    failed run did."""
+    for name in names:
+        pipeline.collection(name).update_many({}, {"$set": {"changed": "g" * pad}})
+
+
+def wait_for_the_next_window() -> None:
+    """Sleep into the next one-minute window (``ONE_MINUTE_WINDOWS``; cluster times are this machine's)."""
+    time.sleep(60.5 - time.time() % 60)
+
+
+def windows_of(lines: list[dict]) -> set[str]:
+    """The windows (``YYYYMMDDTHHMMZ``) of the rolling files that hold ``lines`` (from ``lake_lines``)."""
+    return {line["__path"].rsplit("/part-", 1)[1][:14] for line in lines if "/part-" in line["__path"]}
+
+
+def assert_in_their_windows(lines: list[dict]) -> None:
+    """Each line of a rolling file is in the file of its own one-minute window (``ONE_MINUTE_WINDOWS``),
+    where a run that never failed puts it (cluster times do not step back here)."""
+    for line in lines:
+        if "/part-" in line["__path"]:
+            window = datetime.fromtimestamp(line["clusterTime"].time // 60 * 60, tz=timezone.utc)
+            assert windows_of([line]) == {f"{window:%Y%m%dT%H%M}Z"}, (
+                f"_seq {line['_seq']} (cluster time {window:%H:%M}) is in {line['__path']}")
+
+
+def kill_runs(pipeline: Pipeline, rng, failpoints, inserts: int = 30, seq: int = 0) -> int:
+    """For each failpoint a round of writes, then a run killed there (the lease a killed run left
+    made to look expired first); the position is checked after each. Returns the stored seq."""
+    for failpoint in failpoints:
+        write_round(pipeline, rng, inserts=inserts)
+        pipeline.expire_lease()
+        result = pipeline.drain(failpoint=failpoint)
+        assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
+        seq = pipeline.assert_position_safe(seq)
+    return seq
+
+
+def lose_history(pipeline: Pipeline) -> None:
+    """1100 writes: on a server whose oplog keeps 100 entries (``small_oplog_mongo``), positions before
+    them are no longer in the oplog."""
+    pipeline.collection("filler").insert_many([{"i": i} for i in range(1100)])
 
 
 def write_round(pipeline: Pipeline, rng, inserts: int = 60) -> None:

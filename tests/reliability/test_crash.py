@@ -27,7 +27,7 @@ import pytest
 
 from shared.failpoints import RUN_STEPS as STEPS
 
-from .harness import DEFAULTS, PINNED, write_round
+from .harness import DEFAULTS, PINNED, kill_runs, write_round
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 MODES = (PINNED, DEFAULTS)
@@ -59,13 +59,7 @@ LAYOUT_CASES = [(layout, case) for layout in LAYOUTS for case in CASES
 def test_killed_at_a_step_then_resumed(make_pipeline, layout, failpoints, mode):
     rng = random.Random(7)
     pipeline = _pipeline(make_pipeline, mode, layout)
-    seq = 0
-    for failpoint in failpoints:
-        write_round(pipeline, rng, inserts=30)
-        pipeline.expire_lease()
-        result = pipeline.drain(failpoint=failpoint)
-        assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
-        seq = pipeline.assert_position_safe(seq)
+    seq = kill_runs(pipeline, rng, failpoints)
     write_round(pipeline, rng, inserts=30)
     for result in pipeline.drain_until_caught_up():
         seq = pipeline.assert_position_safe(seq)

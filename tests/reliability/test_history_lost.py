@@ -2,7 +2,12 @@
 ON_HISTORY_LOST=restart starts from the server's current time and writes a gap record first.
 
 A private SecantusDB keeps 100 oplog entries (pruned every 1000 writes): 1100 writes after the
-stored position push it out of the oplog."""
+stored position push it out of the oplog.
+
+Each case runs twice: ``pinned`` (plain events from a fixed first position) and ``defaults`` (the
+product's defaults: ``updateLookup``, pre-images ``whenAvailable``, ``START_AT=now``). Between a
+killed run and its replay documents are written and changed; under the defaults one case's replay
+writes in the one-minute window after the killed run's."""
 
 from __future__ import annotations
 
@@ -11,9 +16,8 @@ from bson import Timestamp
 
 from shared.status import pipeline_status
 
-
-def _lose_history(pipeline) -> None:
-    pipeline.collection("filler").insert_many([{"i": i} for i in range(1100)])
+from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, _key, change_documents,
+                      lose_history, pipeline_in_mode, wait_for_the_next_window, windows_of)
 
 
 def _prepare(pipeline):
@@ -21,13 +25,19 @@ def _prepare(pipeline):
     first = pipeline.drain()
     assert first.outcome == "caught_up" and first.report["events"] == 5, first.describe()
     # the stored position is now the post-batch token after these 5 events
-    _lose_history(pipeline)
+    lose_history(pipeline)
     return pipeline.checkpoint()
 
 
+def _pipeline(make_private_pipeline, mode, **settings):
+    return pipeline_in_mode(make_private_pipeline, mode, collections=("items",), scope="collection", coll="items",
+                            **settings)
+
+
 @pytest.mark.slow
-def test_fail_policy_stops_loudly_and_keeps_the_position(make_private_pipeline):
-    pipeline = make_private_pipeline(scope="collection", coll="items")
+@pytest.mark.parametrize("mode", MODES)
+def test_fail_policy_stops_loudly_and_keeps_the_position(make_private_pipeline, mode):
+    pipeline = _pipeline(make_private_pipeline, mode)
     before = _prepare(pipeline)
     for _ in range(2):  # and again: it does not heal by itself, nor skip silently
         result = pipeline.drain()
@@ -42,17 +52,27 @@ def test_fail_policy_stops_loudly_and_keeps_the_position(make_private_pipeline):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kill", [None, "after_restart:1", "after_flush:1", "before_commit:1"])
-def test_restart_policy_writes_a_gap_record_then_continues(make_private_pipeline, kill):
-    pipeline = make_private_pipeline(scope="collection", coll="items", ON_HISTORY_LOST="restart")
+def test_restart_policy_writes_a_gap_record_then_continues(make_private_pipeline, kill, mode):
+    across = ONE_MINUTE_WINDOWS if mode == DEFAULTS and kill == "before_commit:1" else {}
+    pipeline = _pipeline(make_private_pipeline, mode, ON_HISTORY_LOST="restart", **across)
     before = _prepare(pipeline)
+    between = 0
     if kill:
         killed = pipeline.drain(failpoint=kill)
         assert killed.killed, killed.describe()
+        seq = pipeline.assert_position_safe(before.seq)
+        if across:
+            wait_for_the_next_window()
         pipeline.collection().insert_many([{"after": i} for i in range(3)])  # writes in between
+        change_documents(pipeline, ["items"])  # and every document changes
+        between = 3 + 8
         pipeline.expire_lease()
     result = pipeline.drain()
     assert result.outcome == "caught_up", result.describe()
+    if kill:
+        pipeline.assert_position_safe(seq)
     pipeline.collection().insert_many([{"later": i} for i in range(4)])
     pipeline.drain_until_caught_up()
 
@@ -69,8 +89,10 @@ def test_restart_policy_writes_a_gap_record_then_continues(make_private_pipeline
     # after the gap: exactly the events of an independent read from the restart time
     pipeline.start = gap["gap"]["to"]
     after = [d for d in lines if d["_seq"] > 6]
-    from .harness import _key
-
     assert [_key(d) for d in after] == [_key(e) for e in pipeline.independent_events()]
-    assert len(after) == 4 + (3 if kill else 0)
+    assert len(after) == 4 + between
     assert pipeline.checkpoint().gap is None
+    if across:
+        assert windows_of([gap]) != windows_of(after[:1]), "the replay wrote in the killed run's window"
+        assert_in_their_windows(lines)
+    pipeline.assert_lake_verifies()

@@ -10,7 +10,7 @@ import pytest
 
 from shared import manifests as mf
 
-from .harness import write_round
+from .harness import kill_runs, write_round
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 
@@ -51,13 +51,7 @@ CASES = [["before_manifest:1"], ["after_manifest:1"], ["before_manifest:3"], ["a
 def test_manifests_match_after_killed_runs(make_pipeline, failpoints):
     rng = random.Random(11)
     pipeline = make_pipeline(**SMALL)
-    seq = 0
-    for failpoint in failpoints:
-        write_round(pipeline, rng, inserts=30)
-        pipeline.expire_lease()
-        result = pipeline.drain(failpoint=failpoint)
-        assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
-        seq = pipeline.assert_position_safe(seq)
+    kill_runs(pipeline, rng, failpoints)
     write_round(pipeline, rng, inserts=20)
     pipeline.drain_until_caught_up()
     pipeline.assert_exactly_once()
@@ -76,5 +70,39 @@ def test_verify_reports_a_dead_runs_bytes_as_an_uncommitted_tail(make_pipeline):
     assert {f.kind for f in audit.uncommitted} == {"uncommitted_tail"}
     pipeline.expire_lease()
     pipeline.drain_until_caught_up()
+    pipeline.assert_exactly_once()
+    pipeline.assert_lake_verifies()
+
+
+def test_a_killed_publishers_temporary_files_are_removed_once_older_than_the_run_lease(make_pipeline,
+                                                                                      monkeypatch):
+    """A publisher killed between the upload of a temporary file and its rename leaves the file under
+    ``_manifests/_tmp/<pipeline>/``. A later run of the pipeline removes it once it is older than the
+    run lease (no live run can still rename it), and leaves younger ones and other pipelines' alone."""
+    import time
+
+    from shared import layout, publisher
+
+    pipeline = make_pipeline(**SMALL)
+    rng = random.Random(9)
+    write_round(pipeline, rng, inserts=5)
+    assert pipeline.drain().outcome == "caught_up"
+    fs = pipeline.datalake.get_file_system_client(pipeline.filesystem)
+    own = fs.get_file_client(f"{publisher.TMP}/{layout.encode_name(pipeline.name)}/leftover")
+    other = fs.get_file_client(f"{publisher.TMP}/{layout.encode_name('p-another')}/leftover")
+    for temp in (own, other):
+        temp.upload_data(b'{"format": 1}', overwrite=True)
+    write_round(pipeline, rng, inserts=5)
+    report = pipeline.drain_in_process()
+    assert report.outcome == "caught_up", report
+    assert own.exists() and other.exists()  # younger than the run lease: perhaps a live run's
+    time.sleep(1.1)  # Last-Modified has whole seconds
+    monkeypatch.setattr(publisher, "STALE_TMP_SECONDS", 1.0)
+    write_round(pipeline, rng, inserts=5)
+    report = pipeline.drain_in_process()
+    assert report.outcome == "caught_up", report
+    assert not own.exists() and other.exists()
+    tmp = [p for p in pipeline.lake_files() if p.startswith(f"{publisher.TMP}/")]
+    assert tmp == [other.path_name]  # the manifests this run wrote left no temporary file
     pipeline.assert_exactly_once()
     pipeline.assert_lake_verifies()

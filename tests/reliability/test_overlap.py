@@ -1,4 +1,9 @@
-"""Overlapping runs: one writer per pipeline at a time, through the lease on the checkpoint row."""
+"""Overlapping runs: one writer per pipeline at a time, through the lease on the checkpoint row.
+
+Each case runs twice: ``pinned`` (plain events from a fixed first position) and ``defaults`` (the
+product's defaults: ``updateLookup``, pre-images ``whenAvailable``, ``START_AT=now``). Where a run
+dies or fails and another completes its work, every document changes in between; under the defaults
+the dead run's batch holds events of two one-minute windows."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import pytest
 
 from shared.runlease import RUN_LEASE_SECONDS
 
-from .harness import write_round
+from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, change_documents,
+                      pipeline_in_mode, wait_for_the_next_window, write_round)
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 ROUNDS = 8
@@ -22,11 +28,13 @@ def _interval(report: dict) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_two_drains_started_together(make_pipeline, emulator_control):
+@pytest.mark.parametrize("mode", MODES)
+def test_two_drains_started_together(make_pipeline, emulator_control, mode):
     """``ROUNDS`` times: writes, then two drain processes started at once. The first append of each
     round is held for a few seconds (an emulator delay) so the runs overlap; the first round also
-    races the creation of the checkpoint row (409 for the loser)."""
-    pipeline = make_pipeline(**SMALL)
+    races the creation of the checkpoint row (409 for the loser), and under ``START_AT=now`` the
+    first position its winner stores (the first round's writes come before it)."""
+    pipeline = pipeline_in_mode(make_pipeline, mode, begin=False, **SMALL)
     rng = random.Random(3)
     skipped = 0
     for _ in range(ROUNDS):
@@ -53,14 +61,23 @@ def test_two_drains_started_together(make_pipeline, emulator_control):
 
 
 @pytest.mark.slow
-def test_a_dead_runs_lease_blocks_until_it_expires_then_is_taken_over(make_pipeline):
-    pipeline = make_pipeline(**SMALL)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_dead_runs_lease_blocks_until_it_expires_then_is_taken_over(make_pipeline, mode):
+    across = {**ONE_MINUTE_WINDOWS, "MAX_BUFFER_BYTES": "1MiB"} if mode == DEFAULTS else {}
+    pipeline = pipeline_in_mode(make_pipeline, mode, **{**SMALL, **across})
     rng = random.Random(5)
     write_round(pipeline, rng, inserts=20)
+    if across:
+        wait_for_the_next_window()
+        write_round(pipeline, rng, inserts=20)
     before = time.time()
     dead = pipeline.drain(failpoint="after_flush:2")
     assert dead.killed
     checkpoint = pipeline.checkpoint()
+    seq = pipeline.assert_position_safe()
+    if across:
+        windows = {path.rsplit("/part-", 1)[1][:14] for path in checkpoint.intent.files}
+        assert len(windows) >= 2, f"the dead run's batch did not span two windows: {checkpoint.intent.files}"
     # a short lease (renewed while a run works): a dead run blocks its pipeline for less than a tick
     assert checkpoint.lease_owner and before < checkpoint.lease_until <= time.time() + RUN_LEASE_SECONDS
 
@@ -69,23 +86,29 @@ def test_a_dead_runs_lease_blocks_until_it_expires_then_is_taken_over(make_pipel
     assert checkpoint.lease_owner in blocked.report["error"]["message"]
     assert pipeline.checkpoint().seq == checkpoint.seq  # the skipped run moved nothing
 
+    change_documents(pipeline)
     assert pipeline.expire_lease()  # the lease's time has passed
     taken = pipeline.drain()
     assert taken.outcome == "caught_up", taken.describe()
     assert taken.report["recovered_files"] >= 1  # it found what the dead run had flushed
     after = pipeline.checkpoint()
     assert after.lease_until == 0.0  # released with the last commit
-    pipeline.assert_exactly_once()
+    pipeline.assert_position_safe(seq)
+    lines = pipeline.assert_exactly_once()
+    if across:
+        assert_in_their_windows(lines)
+    pipeline.assert_lake_verifies()
 
 
 @pytest.mark.slow
-def test_a_run_whose_checkpoint_changes_under_it_stops_without_moving_it(make_pipeline, emulator_control):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_whose_checkpoint_changes_under_it_stops_without_moving_it(make_pipeline, emulator_control, mode):
     """A 412 on the commit: the row's ETag changes while the run holds its first append (as when a
     run's lease is taken over). The run fails (transient) without moving the position; the next run
     completes the work."""
     from azure.data.tables import UpdateMode
 
-    pipeline = make_pipeline(**SMALL)
+    pipeline = pipeline_in_mode(make_pipeline, mode, **SMALL)
     write_round(pipeline, random.Random(9), inserts=10)
     pipeline.drain_until_caught_up()  # the row exists
     write_round(pipeline, random.Random(10), inserts=10)
@@ -106,16 +129,22 @@ def test_a_run_whose_checkpoint_changes_under_it_stops_without_moving_it(make_pi
     assert result.report["error"]["kind"] == "transient"
     assert "changed under this run" in result.report["error"]["message"]
     assert pipeline.checkpoint().seq == seq
-    pipeline.drain_until_caught_up()
+    pipeline.assert_position_safe(seq)
+    change_documents(pipeline)
+    for _ in pipeline.drain_until_caught_up():
+        seq = pipeline.assert_position_safe(seq)
     pipeline.assert_exactly_once()
+    pipeline.assert_lake_verifies()
 
 
-def test_a_run_that_loses_the_race_to_create_the_checkpoint_row_leaves(make_pipeline):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_that_loses_the_race_to_create_the_checkpoint_row_leaves(make_pipeline, mode):
     """A 409 on the first run's create of the checkpoint row: another run created it between this
-    run's load and its lease. This run leaves (``skipped``) and writes nothing."""
+    run's load and its lease. This run leaves (``skipped``) and writes nothing (under
+    ``START_AT=now`` not even a first position)."""
     from shared.checkpoint import CheckpointStore
 
-    pipeline = make_pipeline(scope="collection")
+    pipeline = pipeline_in_mode(make_pipeline, mode, collections=("items",), begin=False, scope="collection")
     pipeline.collection().insert_many([{"i": i} for i in range(3)])
     other = pipeline.store()
 
@@ -130,4 +159,5 @@ def test_a_run_that_loses_the_race_to_create_the_checkpoint_row_leaves(make_pipe
     assert report.outcome == "skipped" and report.error["kind"] == "lease_held", report
     assert "at the same moment" in report.error["message"]
     assert pipeline.lake_files() == {}
-    assert pipeline.checkpoint().lease_owner == "other-run"
+    checkpoint = pipeline.checkpoint()
+    assert checkpoint.lease_owner == "other-run" and checkpoint.position is None and checkpoint.seq == 0

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from .harness import DEFAULTS, write_round
+from .harness import DEFAULTS, lose_history, write_round
 
 LAYOUTS = pytest.mark.parametrize("layout", ["rolling", "per_event"])
 
@@ -127,17 +127,7 @@ def test_a_stale_runs_flush_that_lands_after_a_takeover_is_fenced(make_pipeline,
     pipeline.collection("a").insert_many([{"i": i} for i in range(20)])
     emulator_control.add_fault(op="flush", filesystem=pipeline.filesystem, action="delay", delay_seconds=8, count=1)
     stale = pipeline.start_drain()
-    for _ in range(200):  # until A recorded its intent (its flush is then on its way)
-        checkpoint = pipeline.checkpoint()
-        if checkpoint is not None and checkpoint.intent is not None:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("run A never recorded an intent")
-    time.sleep(1.0)
-    pipeline.expire_lease()
-    taken = pipeline.drain()
-    assert taken.outcome == "caught_up", taken.describe()
+    taken = pipeline.take_over(stale)
     assert taken.report["events"] == 20  # A's flush had not landed: B wrote them
     result = pipeline.finish(stale)
     assert result.outcome == "failed" and result.report["error"]["kind"] == "transient", result.describe()
@@ -227,7 +217,7 @@ def test_restart_after_lost_history_keeps_what_a_failed_run_made_durable(make_pr
     _kill(pipeline, "before_commit:2")
     durable = {line["_seq"] for line in pipeline.lake_lines()}
     assert max(durable) > 5
-    pipeline.collection("filler").insert_many([{"i": i} for i in range(1100)])  # history lost
+    lose_history(pipeline)
     pipeline.expire_lease()
     result = pipeline.drain()
     assert result.outcome == "caught_up", result.describe()

@@ -135,6 +135,22 @@ def _fail_off(client) -> None:
     client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
+def _drain_while_getmores_fail(pipeline, server, times: int):
+    """Three events drained, then 2,597 more (more than the stream's first batch of 2000, so a
+    getMore follows with events left), drained while the server fails ``times`` getMores with code
+    10334 (BSONObjectTooLarge)."""
+    coll = pipeline.collection()
+    coll.insert_many([{"_id": i, "v": "x" * 100} for i in range(3)])
+    first = pipeline.drain()
+    assert first.outcome == "caught_up", first.describe()
+    coll.insert_many([{"_id": i, "v": "y"} for i in range(3, 2600)])
+    _fail_commands(server.client, ["getMore"], times=times)
+    try:
+        return pipeline.drain()
+    finally:
+        _fail_off(server.client)
+
+
 @pytest.mark.slow
 def test_a_getmore_that_fails_once_with_code_10334_is_read_again_event_by_event(
         make_failpoint_pipeline, test_commands_mongo):
@@ -143,17 +159,7 @@ def test_a_getmore_that_fails_once_with_code_10334_is_read_again_event_by_event(
     to find the event that is too large; here every event then comes through, so no dead letter is
     written for an event that fits, and the lake holds every event exactly once."""
     pipeline = make_failpoint_pipeline(scope="collection", coll="items")
-    coll = pipeline.collection()
-    coll.insert_many([{"_id": i, "v": "x" * 100} for i in range(3)])
-    first = pipeline.drain()
-    assert first.outcome == "caught_up", first.describe()
-    # more than the stream's first batch (2000 events), so a getMore follows with events left
-    coll.insert_many([{"_id": i, "v": "y"} for i in range(3, 2600)])
-    _fail_commands(test_commands_mongo.client, ["getMore"], times=1)
-    try:
-        second = pipeline.drain()
-    finally:
-        _fail_off(test_commands_mongo.client)
+    second = _drain_while_getmores_fail(pipeline, test_commands_mongo, times=1)
     assert second.outcome == "caught_up" and second.report["dead_letters"] == 0, second.describe()
     pipeline.assert_exactly_once()
 
@@ -165,16 +171,8 @@ def test_an_event_the_server_cannot_deliver_becomes_a_dead_letter(make_failpoint
     fields and written to the collection's dead-letter folder with its own ``_seq``; the stream
     goes on after it, and the lake still holds every event exactly once."""
     pipeline = make_failpoint_pipeline(scope="collection", coll="items")
-    coll = pipeline.collection()
-    coll.insert_many([{"_id": i, "v": "x" * 100} for i in range(3)])
-    assert pipeline.drain().outcome == "caught_up"
-    coll.insert_many([{"_id": i, "v": "y"} for i in range(3, 2600)])
     # getMore 1: the whole batch fails; getMore 2: one event per batch, after the first event
-    _fail_commands(test_commands_mongo.client, ["getMore"], times=2)
-    try:
-        second = pipeline.drain()
-    finally:
-        _fail_off(test_commands_mongo.client)
+    second = _drain_while_getmores_fail(pipeline, test_commands_mongo, times=2)
     assert second.outcome == "caught_up" and second.report["dead_letters"] == 1, second.describe()
     assert "over 16 MB" in second.stderr
     lines = pipeline.assert_exactly_once()

@@ -60,3 +60,53 @@ def test_newest_state_per_folder():
     states = [FileState("a", DAY, 0, 1, "x", "g"), FileState("a", DAY + 3600, 0, 1, "y", "g"),
               FileState("b", DAY, 4, 1, "z", "g")]
     assert {k: v.etag for k, v in newest(states).items()} == {"a": "y", "b": "z"}
+
+
+def test_a_replay_puts_each_line_in_the_recovered_file_of_its_window():
+    """A failed run wrote files of two windows of one folder; its replay reads events of the earlier
+    window first. They go to that window's file (not to the later one, where the folder's newest
+    state is), the later window's lines to the later file as read back, and each commit keeps the
+    folder's row at the newest file the lake holds."""
+    early = FileState("a", DAY, 0, 40, '"e0"', "g")
+    late = FileState("a", DAY + 3600, 0, 30, '"e1"', "g")
+    batch = Batch({"a": FileState("a", DAY, 0, 10, '"c"', "g")}, 3600, 1000, "g")
+    batch.adopt([early, late])
+    assert batch.states["a"] == late
+    batch.add("a", DAY + 5, 1, b"x\n")
+    files = batch.seal()
+    assert [f.base for f in files] == [early]
+    assert batch.rows_ahead(files) == [late]  # the row stays at the later file
+    batch.add("a", DAY + 6, 2, b"y\n")
+    batch.add("a", DAY + 3601, 3, b"z\n")
+    first, second = batch.files()
+    assert (first.base.order, first.base.length, first.base.etag) == (early.order, 42, PROJECTED)
+    assert second.base == late and bytes(second.data) == b"z\n"
+    assert batch.rows_ahead(batch.files()) == []
+
+
+def test_a_replay_goes_on_at_the_newest_part_of_a_window_and_rolls_from_it():
+    parts = [FileState("a", DAY, 0, 95, '"p0"', "g"), FileState("a", DAY, 1, 60, '"p1"', "g"),
+             FileState("a", DAY + 3600, 0, 95, '"q0"', "g")]
+    batch = Batch({}, 3600, 100, "g")
+    batch.adopt(parts)
+    batch.add("a", DAY, 1, b"1234\n")  # fits in part 1 of the first window
+    batch.add("a", DAY + 3600, 2, b"12345678\n")  # the later window's file is full: its next part
+    first, second = batch.files()
+    assert first.base == parts[1]
+    assert (second.base.window, second.base.part, second.base.length, second.base.etag) == (DAY + 3600, 1, 0, None)
+    assert batch.rows_ahead(batch.files()) == []
+
+
+def test_once_a_folder_was_appended_to_a_replay_never_goes_back_a_window():
+    early = FileState("a", DAY, 0, 4, '"e0"', "g")
+    late = FileState("a", DAY + 3600, 0, 4, '"e1"', "g")
+    batch = Batch({}, 3600, 100, "g")
+    batch.adopt([early, late])
+    batch.add("a", DAY + 3601, 1, b"l\n")
+    batch.add("a", DAY + 1, 2, b"e\n")  # an earlier window after a later one: stays in the open file
+    (only,) = batch.files()
+    assert only.base == late and only.events == 2
+    batch.seal()
+    batch.add("a", DAY + 2, 3, b"e\n")  # nor in the next batch
+    (only,) = batch.files()
+    assert only.base.order == late.order and only.base.length == 8
