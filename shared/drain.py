@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from . import layout, lifecycle, per_event, runlease, snapshot
-from .batch import Batch
+from .batch import MAX_FILES_PER_BATCH, Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
 from .encode import LineEncoder
@@ -205,6 +205,7 @@ class _DrainRun:
         self.batch_first: int | None = None
         self.gap_added = False  # the pending gap's line is in this run's batches (or already durable)
         self.copier = self._copier(source, checkpoint)
+        self.chunk_files = 0  # files the waiting chunk may add to the batch (see _room_for_chunk)
         if checkpoint.intent is not None:
             self._recover(checkpoint, lake, lease_id)
         try:
@@ -275,7 +276,7 @@ class _DrainRun:
                 break
             size = self.batch.bytes
             if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or self.batch.full or (
-                    size >= EARLY_SEAL_BYTES and not committer.busy):
+                    size >= EARLY_SEAL_BYTES and not committer.busy) or not self._room_for_chunk():
                 self._commit(source)
             if self.clock() >= deadline:
                 break
@@ -381,9 +382,13 @@ class _DrainRun:
         if progress is None and self.settings.snapshot != "when_needed":
             return None
         scope = self.settings.scope
+        chunk_docs = self.settings.snapshot_chunk_docs
+        if self.settings.file_layout == per_event.PER_EVENT:
+            # a row a file: a chunk's rows fit a batch (MAX_FILES_PER_BATCH files) with room to spare
+            chunk_docs = min(chunk_docs, MAX_FILES_PER_BATCH // 2)
         copier = snapshot.Copier(progress.clone() if progress else snapshot.Progress(), source.chunk_reader(),
                                  self.clock, lambda db, coll: _in_scope(scope, db, coll),
-                                 self.settings.snapshot_chunk_docs, self.settings.max_buffer_bytes // 16)
+                                 chunk_docs, self.settings.max_buffer_bytes // 16)
         # a request's copy starts from the committed position (the same for a replay of this run)
         last = checkpoint.last_cluster_time
         if last is None and checkpoint.origin is not None:
@@ -411,7 +416,7 @@ class _DrainRun:
             if not window.passed(source.token_cluster()):
                 return True
             self._write_chunk(window)
-            if self.batch.bytes >= self.seal_at:
+            if self.batch.bytes >= self.seal_at or self.batch.full:
                 self._commit(source)
             # the next chunk at once (a read of the stream now would wait for nothing)
             if self.clock() >= self.deadline or self.numbering.replaying:
@@ -421,14 +426,32 @@ class _DrainRun:
         while True:
             window = copier.open_window()
             self.failpoint("snapshot_chunk_read")
+            self.chunk_files = self._chunk_files(window)
+            if not self._room_for_chunk() and self.batch.file_count:
+                self._commit(source)  # the chunk's rows, and an event after them, go in the next batch
             if not window.reached(source.token_cluster()):
                 return True  # written meanwhile: read the stream up to the chunk's high watermark
             # nothing was written since the stream's position: the rows go now, and the next chunk
             self._write_chunk(window)
-            if self.batch.bytes >= self.seal_at:
+            if self.batch.bytes >= self.seal_at or self.batch.full:
                 self._commit(source)
             if not copier.has_work or self.clock() >= self.deadline or self.numbering.replaying:
                 return True
+
+    def _chunk_files(self, window: snapshot.Window) -> int:
+        """Files a chunk's rows may add to a batch: one a row and one for the copy's end line with
+        ``FILE_LAYOUT=per_event``; in rolling files its folder's file and the parts its bytes roll into."""
+        if self.settings.file_layout == per_event.PER_EVENT:
+            return len(window.docs) + 1
+        return sum(len(doc) for doc in window.docs) // max(1, self.settings.roll_max_bytes) + 2
+
+    def _room_for_chunk(self) -> bool:
+        """Whether the chunk waiting for the stream fits the batch being filled, with the event that
+        closes its window after it (written before that event, it cannot wait for the next batch):
+        a commit names at most ``MAX_FILES_PER_BATCH`` files."""
+        if self.copier is None or self.copier.window is None:
+            return True
+        return self.batch.file_count + self.chunk_files + 1 <= MAX_FILES_PER_BATCH
 
     def _write_chunk(self, window: snapshot.Window) -> None:
         """The chunk's rows (less the keys the stream touched meanwhile) at the chunk's high watermark."""

@@ -82,6 +82,10 @@ class EventBatch:
         return len(self._folders)
 
     @property
+    def file_count(self) -> int:
+        return self.events
+
+    @property
     def full(self) -> bool:
         return self.events >= MAX_FILES_PER_BATCH
 

@@ -331,7 +331,7 @@ class Settings:
         _one_of("off", "initial", "when_needed"), entry=OVERRIDE)
     snapshot_chunk_docs: int = setting(
         "SNAPSHOT_CHUNK_DOCS", "5000", "Documents per snapshot chunk (a chunk also stops at 1/16 of "
-        "MAX_BUFFER_BYTES).", lambda value: int(_number(1, 1_000_000)(value)), entry=OVERRIDE)
+        "MAX_BUFFER_BYTES, and at 500 with FILE_LAYOUT=per_event).", lambda value: int(_number(1, 1_000_000)(value)), entry=OVERRIDE)
     late_event_grace_seconds: int = setting(
         "LATE_EVENT_GRACE", "1h", "A day's _SUCCESS markers are written once the committed position is this "
         "far past the end of the UTC day (0s to 7d).", _grace, entry=OVERRIDE)

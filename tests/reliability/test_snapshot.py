@@ -28,6 +28,8 @@ import pytest
 from bson import json_util
 from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId
 
+from shared import manifests as mf
+from shared.batch import MAX_FILES_PER_BATCH
 from shared.failpoints import RUN_STEPS
 
 from .harness import DEFAULTS, PINNED, REPO_ROOT, _base_env, _key
@@ -355,6 +357,38 @@ def test_resnapshot_on_demand_while_others_stream(make_pipeline):
                             env={**_base_env(), **pipeline.env}, capture_output=True, text=True, timeout=60)
     body = json.loads(status.stdout)["pipelines"][0]["snapshot"]
     assert any(c["ns"] == f"{pipeline.db}.b" and c["reason"] == "requested" for c in body["finished"])
+
+
+def test_per_event_commits_name_at_most_a_thousand_files(make_pipeline):
+    """In the per-event layout each snapshot row is a file, and a commit names at most
+    ``MAX_FILES_PER_BATCH`` files (its manifest waits in the checkpoint row): a chunk's rows, with
+    the events read while it waits, never make a commit name more, at the default chunk size."""
+    pipeline = _pipeline(make_pipeline, names=("a",), FILE_LAYOUT="per_event", MAX_BUFFER_BYTES="64MiB",
+                         SNAPSHOT_CHUNK_DOCS="5000", DRAIN_BUDGET_SECONDS="60")
+    coll = pipeline.collection("a")
+    coll.insert_many([{"_id": i, "n": i} for i in range(1100)])
+    stop = threading.Event()
+
+    def write():  # events while the chunks wait for the stream
+        i = 0
+        while not stop.is_set() and i < 300:
+            coll.update_one({"_id": i * 7 % 1100}, {"$set": {"u": i}})
+            i += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        _finish(pipeline)
+    finally:
+        stop.set()
+        writer.join()
+    _finish(pipeline)
+    assert_replay_matches(pipeline, ("a",))
+    folder = mf.manifest_dir(pipeline.name, pipeline.checkpoint().generation) + "/"
+    manifests = [json.loads(data) for path, data in pipeline.lake_files().items() if path.startswith(folder)]
+    assert sum(len(m["files"]) for m in manifests) >= 1100
+    assert max(len(m["files"]) for m in manifests) <= MAX_FILES_PER_BATCH
 
 
 def test_collection_scope_drop_during_the_copy(make_pipeline):
