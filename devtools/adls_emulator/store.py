@@ -1051,16 +1051,22 @@ class Store:
             self._save_nodes(fs, [path])
             return self._info(path, node)
 
+    def _blob_to_change(self, fs_name: str, path: str, conditions: Conditions | None, lease_id: str | None):
+        """The file system, normalized path and node of a blob request that changes the node, after
+        its conditions and its lease are checked (the caller holds the lock)."""
+        fs = self._get_fs(fs_name, "blob")
+        path = normalize_path(path)
+        node = self._node(fs, path, "BlobNotFound")
+        if conditions:
+            conditions.check(node.etag, node.last_modified)
+        node.lease.check_write(lease_id, "blob")
+        return fs, path, node
+
     def set_tags(self, fs_name: str, path: str, tags: dict[str, str], *, conditions: Conditions | None = None,
                  lease_id: str | None = None) -> None:
         """Set Blob Tags: replaces the tags; the path's ETag and Last-Modified do not change."""
         with self._lock:
-            fs = self._get_fs(fs_name, "blob")
-            path = normalize_path(path)
-            node = self._node(fs, path, "BlobNotFound")
-            if conditions:
-                conditions.check(node.etag, node.last_modified)
-            node.lease.check_write(lease_id, "blob")
+            fs, path, node = self._blob_to_change(fs_name, path, conditions, lease_id)
             node.tags = dict(tags)
             self._save_nodes(fs, [path])
 
@@ -1079,12 +1085,7 @@ class Store:
                               conditions: Conditions | None = None, lease_id: str | None = None) -> PathInfo:
         """Blob ``comp=properties``: replaces all HTTP headers (absent ones are cleared)."""
         with self._lock:
-            fs = self._get_fs(fs_name, "blob")
-            path = normalize_path(path)
-            node = self._node(fs, path, "BlobNotFound")
-            if conditions:
-                conditions.check(node.etag, node.last_modified)
-            node.lease.check_write(lease_id, "blob")
+            fs, path, node = self._blob_to_change(fs_name, path, conditions, lease_id)
             node.http_headers = {k: v for k, v in http_headers.items() if v}
             node.touch()
             self._save_nodes(fs, [path])

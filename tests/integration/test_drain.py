@@ -307,14 +307,17 @@ def test_storage_calls_scale_with_files_not_events(pipeline, mongo_client, emula
     stats = emulator_control.stats()
     assert report.events == 900 and report.files == 3
     # per data file: create, append, flush; the commit's manifest: create, append, flush of a temporary
-    # file and its rename (the first manifest of a generation also creates its folder: one more rename)
+    # file and its rename (the first manifest of a generation also creates its folder: one more rename);
+    # per run: one listing of the pipeline's stale manifest temporaries
     assert stats.get("create_file") == 3 + 1 and stats.get("append") == 3 + 1 and stats.get("flush") == 3 + 1
-    assert stats.get("rename") == 2 and stats.get("create_directory") == 1 and stats["total"] == 9 + 6
+    assert stats.get("rename") == 2 and stats.get("create_directory") == 1 and stats.get("list_paths") == 1
+    assert stats["total"] == 9 + 6 + 1
     for coll in ("a", "b", "c"):
         db[coll].insert_many([{"i": i} for i in range(100)])
     emulator_control.reset_stats()
     second = pipeline.run()
     stats = emulator_control.stats()
-    # append + flush per file; the manifest: 4 requests, and 1 read of the last run's (it may be owed)
-    assert second.events == 300 and stats["total"] == 6 + 4 + 1 and stats.get("create_file") == 1
+    # append + flush per file; the manifest: 4 requests, 1 read of the last run's (it may be owed), and
+    # the listing of stale temporaries
+    assert second.events == 300 and stats["total"] == 6 + 4 + 1 + 1 and stats.get("create_file") == 1
     assert second.table_requests == 4  # load, lease, intent, commit
