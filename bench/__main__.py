@@ -15,6 +15,8 @@ for each document mix (``--mixes``: ``default`` and ``rich``, see ``bench/data.p
    be shared), with its wall time, process CPU time and peak RSS;
 3. compare the app's encoder with ``bson.json_util`` on the same events, both modes;
 
+and the snapshot row (``bench/snapshot.py``, ``--snapshot-docs``, 0 to skip): a collection of ~1 KB
+documents copied by ``SNAPSHOT=initial`` next to a plain ``find()`` over it, then with writes going on;
 then print a table per mix and write ``bench/results/latest.json``.
 """
 
@@ -50,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="document mixes, comma-separated (env BENCH_MIXES; default 'default,rich')")
     parser.add_argument("--per-event", type=int, default=int(env.get("BENCH_PER_EVENT") or 1),
                         help="also drain once with FILE_LAYOUT=per_event (env BENCH_PER_EVENT; 0: skip; default 1)")
+    parser.add_argument("--snapshot-docs", type=int, default=int(env.get("BENCH_SNAPSHOT_DOCS") or 1_000_000),
+                        help="documents of the snapshot row's collection (env BENCH_SNAPSHOT_DOCS; 0 skips it)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
     return parser.parse_args(argv)
 
@@ -344,6 +348,50 @@ def bench_mix(mix: str, stack, args, tmp_path: Path, events: int, log) -> dict:
             "table": table(mix, summary, enc, backlog_dict)}
 
 
+def bench_snapshot(stack, args, tmp_path: Path, log) -> dict:
+    """The snapshot row: a plain find() and the copy of the same collection, best of ``--repeat``."""
+    config_path = tmp_path / "config-snapshot.json"
+    config_path.write_text(json.dumps({"env": stack.settings(), "docs": args.snapshot_docs}))
+
+    def step(name: str) -> dict:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "bench.snapshot", name, str(config_path)], cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"snapshot step {name} failed:\n{proc.stderr[-4000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["process_seconds"] = round(time.monotonic() - started, 2)
+        log(f"  {name}: {result['docs']:,} documents in {result['seconds']:.2f} s "
+            f"({result['docs'] / result['seconds']:,.0f}/s), peak RSS {result['peak_rss_mib']} MiB")
+        return result
+
+    log(f"[snapshot] preloading {args.snapshot_docs:,} documents of ~1 KB ...")
+    step("preload")
+    runs: dict[str, list] = {"find": [], "find_sorted": [], "copy": [], "copy_writes": []}
+    for _ in range(max(1, args.repeat)):
+        for name in runs:
+            runs[name].append(step(name))
+    best = {n: max(r, key=lambda x: x["docs"] / x["seconds"]) for n, r in runs.items()}
+    rates = {n: r["docs"] / r["seconds"] for n, r in best.items()}
+    lines = [f"snapshot: {args.snapshot_docs:,} documents of ~1 KB in one collection",
+             f"  plain find() (decoded)            {rates['find']:>10,.0f} docs/s",
+             f"  find() sorted by _id, raw BSON    {rates['find_sorted']:>10,.0f} docs/s   "
+             f"{rates['find_sorted'] / rates['find']:.2f}x find()",
+             f"  SNAPSHOT=initial copy             {rates['copy']:>10,.0f} docs/s   "
+             f"{rates['copy'] / rates['find']:.2f}x find()   {rates['copy'] / rates['find_sorted']:.2f}x sorted   "
+             f"CPU {best['copy']['cpu_seconds'] / best['copy']['docs'] * 1e6:.1f} us/doc   "
+             f"peak RSS {best['copy']['peak_rss_mib']} MiB",
+             f"  copy with writes going on         {rates['copy_writes']:>10,.0f} docs/s   "
+             f"{rates['copy_writes'] / rates['find']:.2f}x find()   "
+             f"({best['copy_writes']['writes']:,} updates, {best['copy_writes']['events']:,} events written)",
+             f"  the copy's chunks alone (report)  {best['copy']['chunk_docs_per_second']:>10,.0f} docs/s   "
+             f"{best['copy']['chunk_docs_per_second'] / rates['find']:.2f}x find()   (without opening the stream "
+             f"and the last commit; whole run {best['copy']['run_seconds']:.1f} s)"]
+    return {"runs": runs, "docs_per_s": rates, "copy_over_find": rates["copy"] / rates["find"],
+            "copy_over_find_sorted": rates["copy"] / rates["find_sorted"],
+            "copy_writes_over_find": rates["copy_writes"] / rates["find"], "table": "\n".join(lines)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
@@ -361,20 +409,33 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp_path = Path(tmp)
         log("starting a private local stack ...")
-        stack = start_stack(tmp_path / "stack", max(1_000_000, 3 * events * len(mixes)), log)
-        try:
-            for mix in mixes:
-                results[mix] = bench_mix(mix, stack, args, tmp_path, events, log)
-        finally:
-            log("stopping the stack ...")
-            stack.stop()
+        if mixes:
+            stack = start_stack(tmp_path / "stack", max(1_000_000, 3 * events * len(mixes)), log)
+            try:
+                for mix in mixes:
+                    results[mix] = bench_mix(mix, stack, args, tmp_path, events, log)
+            finally:
+                log("stopping the stack ...")
+                stack.stop()
+        if args.snapshot_docs > 0:
+            # A stack of its own, whose oplog keeps the last 100,000 entries: the copy needs none of the
+            # preload's, and SecantusDB opens a stream at a cluster time by reading its whole oplog under
+            # its storage lock (a million entries held it past the driver's heartbeat, which then
+            # cancelled the open); mongod seeks instead.
+            log("starting a private local stack for the snapshot row ...")
+            stack = start_stack(tmp_path / "snapshot-stack", 100_000, log)
+            try:
+                results["snapshot"] = bench_snapshot(stack, args, tmp_path, log)
+            finally:
+                log("stopping the stack ...")
+                stack.stop()
     text = "\n\n".join(r["table"] for r in results.values())
     print()
     print(text)
     info["loadavg_after"] = os.getloadavg()
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info,
               "args": {"events": args.events, "scale": args.scale, "seed_events": args.seed_events,
-                       "per_event": args.per_event,
+                       "per_event": args.per_event, "snapshot_docs": args.snapshot_docs,
                        "repeat": args.repeat, "mixes": mixes},
               "mixes": results, "table": text}
     args.output.parent.mkdir(parents=True, exist_ok=True)

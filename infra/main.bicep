@@ -211,6 +211,17 @@ param perEventConcurrency int = 32
 ])
 param onHistoryLost string = 'fail'
 
+@description('Copy the documents that already exist: off, initial, or when_needed (also after lost history) (SNAPSHOT).')
+@allowed([
+  'off'
+  'initial'
+  'when_needed'
+])
+param snapshot string = 'off'
+
+@description('Documents per snapshot chunk (SNAPSHOT_CHUNK_DOCS).')
+@minValue(1)
+param snapshotChunkDocs int = 5000
 @description('How far the committed position must be past the end of a UTC day before its _SUCCESS markers are written, e.g. 1h (LATE_EVENT_GRACE).')
 param lateEventGrace string = '1h'
 
@@ -402,6 +413,8 @@ var appSettings = {
   FILE_LAYOUT: fileLayout
   PER_EVENT_CONCURRENCY: string(perEventConcurrency)
   ON_HISTORY_LOST: onHistoryLost
+  SNAPSHOT: snapshot
+  SNAPSHOT_CHUNK_DOCS: string(snapshotChunkDocs)
   LATE_EVENT_GRACE: lateEventGrace
   STATUS_MAX_POSITION_AGE_SECONDS: string(statusMaxPositionAgeSeconds)
   PIPELINES: pipelines

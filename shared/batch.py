@@ -160,9 +160,13 @@ class Batch:
         return len(self.pending)
 
     @property
+    def file_count(self) -> int:
+        return len(self.sealed) + len(self.pending)
+
+    @property
     def full(self) -> bool:
         """As many files as a commit's manifest may name (``MAX_FILES_PER_BATCH``)."""
-        return len(self.sealed) + len(self.pending) >= MAX_FILES_PER_BATCH
+        return self.file_count >= MAX_FILES_PER_BATCH
 
     def files(self) -> list[PendingFile]:
         """Every file with new lines, sealed parts first within a folder (they precede in order)."""

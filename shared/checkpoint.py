@@ -6,8 +6,10 @@ One partition per pipeline (``PartitionKey`` = ``PIPELINE_NAME``):
   run on, never "now"), ``seq`` (the last ``_seq`` committed), the open commit intent if a run is
   writing or died writing (see ``intent``), the pipeline identity (hash and items: see
   ``Settings.identity``) and generation, the run lease (``lease_owner``, ``lease_until``), the
-  first position (``origin``), the last run report and the last error, and what the after-commit
-  hooks owe the lake (``readers``: manifests and day markers not yet written, see ``publisher``);
+  first position (``origin``), the last run report and the last error, what the after-commit
+  hooks owe the lake (``readers``: manifests and day markers not yet written, see ``publisher``), and
+  the snapshot progress (``snapshot_<n>``, see ``snapshot.Progress``), which moves with the position
+  in the same transaction;
 * one row ``f-<hash of folder>`` per partition folder: the file it appends to, committed length
   and ETag (see ``batch.FileState``).
 
@@ -52,6 +54,7 @@ from .errors import (
     sdk_message,
 )
 from .intent import Intent
+from .snapshot import Progress
 from .settings import Settings, identity_differences
 from .source import Position
 
@@ -65,6 +68,7 @@ SCHEMA = 2
 MAX_TEXT = 30000
 MAX_INTENT_PARTS = 24  # an intent of up to ~720K characters (the row may hold 1 MiB)
 MAX_READERS_PARTS = 8  # the readers' state (compressed by its owner, ``publisher``)
+MAX_SNAPSHOT_PARTS = 4  # snapshot progress of up to ~120K characters
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Checkpoint:
     identity_items: dict | None = None  # what the identity hash covers, to name what changed
     origin: str | None = None  # the pipeline's first position ("<seconds>.<increment>")
     readers: dict | None = None  # manifests and markers owed to the lake, saved with the position (publisher)
+    snapshot: Progress | None = None  # collections being copied (and requests), as of this position
 
 
 @dataclass
@@ -177,6 +182,7 @@ class CheckpointStore:
                 position = Position(kind, row["token"])
                 position.watch_options()  # parses the token
             intent_text = "".join(row.get(f"intent_{i}") or "" for i in range(MAX_INTENT_PARTS))
+            snapshot_text = "".join(row.get(f"snapshot_{i}") or "" for i in range(MAX_SNAPSHOT_PARTS))
             checkpoint = Checkpoint(
                 position=position,
                 seq=_int(row["seq"]),
@@ -194,6 +200,7 @@ class CheckpointStore:
                 identity_items=json.loads(row["identity_items"]) if row.get("identity_items") else None,
                 origin=row.get("origin") or None,
                 readers=_parts_json(row, "readers", MAX_READERS_PARTS),
+                snapshot=Progress.from_json(snapshot_text) if snapshot_text else None,
             )
             if checkpoint.intent is not None:
                 for path in checkpoint.intent.files:
@@ -354,6 +361,39 @@ class CheckpointStore:
             except ResourceModifiedError:
                 log.warning("pipeline %s: the lease was taken over before the report was saved", self._pipeline)
 
+    # -- snapshot requests --------------------------------------------------------------------
+    def request_snapshot(self, namespace: str, clock, sleep, wait_seconds: float) -> Progress:
+        """Store a re-snapshot request for ``namespace`` ("db.coll") in the checkpoint row, for the next
+        run to pick up. Written only while no run holds the lease, with ``If-Match`` on the row as read
+        (a run holding the lease would otherwise find its row changed and stop); waits for a running
+        drain up to ``wait_seconds``."""
+        deadline = clock() + wait_seconds
+        while True:
+            checkpoint = self.load().checkpoint
+            if checkpoint is None or checkpoint.position is None:
+                raise TerminalError(f"pipeline {self._pipeline!r} has no checkpoint yet: its first run copies the "
+                                    "collections with SNAPSHOT=initial; a request needs a pipeline that ran")
+            now = clock()
+            if checkpoint.lease_owner and checkpoint.lease_until > now:
+                if now >= deadline:
+                    raise TransientError(f"pipeline {self._pipeline!r}: a run held the lease for {wait_seconds:.0f} s; "
+                                         "the request was not stored, try again")
+                sleep(min(2.0, max(0.1, checkpoint.lease_until - now)))
+                continue
+            progress = checkpoint.snapshot.clone() if checkpoint.snapshot is not None else Progress()
+            if namespace not in progress.requests:
+                progress.requests.append(namespace)
+            entity = {"PartitionKey": self._pipeline, "RowKey": CHECKPOINT_ROW,
+                      **snapshot_properties(progress, self._pipeline)}
+            with self._errors("storing the snapshot request"):
+                try:
+                    self.requests += 1
+                    self._table.update_entity(entity, mode=UpdateMode.MERGE, etag=checkpoint.etag,
+                                              match_condition=MatchConditions.IfNotModified)
+                    return progress
+                except ResourceModifiedError:
+                    continue  # a run started or ended meanwhile: read the row again
+
     # -- rows ---------------------------------------------------------------------------------
     def _checkpoint_entity(self, cp: Checkpoint, intent: Intent | None = None) -> dict[str, Any]:
         """The checkpoint row; the lease is this store's (owner and ``lease_until`` as last written)."""
@@ -386,10 +426,21 @@ class CheckpointStore:
         for i in range(MAX_INTENT_PARTS):
             entity[f"intent_{i}"] = parts[i] if i < len(parts) else ""
         entity.update(_readers_parts(self._pipeline, cp.readers))
+        entity.update(snapshot_properties(cp.snapshot, self._pipeline))
         return {k: v for k, v in entity.items() if v is not None}
 
     def _errors(self, doing: str):
         return _TableErrors(doing, self._secrets)
+
+
+def snapshot_properties(progress: Progress | None, pipeline: str) -> dict[str, str]:
+    """The row's ``snapshot_<n>`` properties for ``progress`` (every part written, empty when unused)."""
+    text = progress.to_json() if progress is not None else ""
+    parts = [text[i:i + MAX_TEXT] for i in range(0, len(text), MAX_TEXT)]
+    if len(parts) > MAX_SNAPSHOT_PARTS:
+        raise TerminalError(f"pipeline {pipeline!r}: the snapshot progress ({len(text)} characters) does not fit "
+                            "the checkpoint row; snapshot fewer collections at a time")
+    return {f"snapshot_{i}": parts[i] if i < len(parts) else "" for i in range(MAX_SNAPSHOT_PARTS)}
 
 
 def _cut_json(value: dict | None) -> str:

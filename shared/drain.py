@@ -10,6 +10,9 @@ the committer (``commit``), the only place that orders "record the intent, write
    stream. Number each event (``intent.Numbering``), encode it, route it to its folder's file.
 4. Seal and commit the batch when the buffers reach ``MAX_BUFFER_BYTES`` and at the end.
 5. A run with no events still commits the post-batch position, so quiet streams stay fresh.
+6. With ``SNAPSHOT`` on, whenever a collection is being copied and no chunk is waiting, read its next
+   chunk between two watermarks and write its rows once the stream has passed the second
+   (``shared.snapshot``); the copy's progress is part of the checkpoint each batch seals.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from . import layout, lifecycle, per_event, runlease
-from .batch import Batch
+from . import layout, lifecycle, per_event, runlease, snapshot
+from .batch import MAX_FILES_PER_BATCH, Batch
 from .checkpoint import Checkpoint, CheckpointStore
 from .commit import Committer, Sealed
 from .encode import LineEncoder
@@ -47,6 +50,7 @@ MAX_FOLDERS_PER_BATCH = 1000  # keeps a batch's intent well inside the checkpoin
 # run's last commit (which nothing overlaps) stays small; a busy committer lets it grow to half of
 # MAX_BUFFER_BYTES (the other half is the batch being written).
 EARLY_SEAL_BYTES = 8 * 1024 * 1024
+CHUNK_AWAIT_MS = 20  # how long a read waits for an event while a snapshot chunk waits for the stream
 
 
 def write_reserve(budget: float) -> float:
@@ -76,6 +80,8 @@ class RunReport:
     retired_seqs: int = 0  # numbers of a failed run's range that no line holds (see intent.Numbering)
     history_lost: dict | None = None  # the gap when ON_HISTORY_LOST=restart moved the position
     dead_letters: int = 0  # events over 16 MB written to a dead-letter file
+    snapshot_rows: int = 0  # snapshot rows written (see shared.snapshot)
+    snapshot: list | None = None  # per collection being copied: copied, estimate, rate, warning
     late_events: int = 0  # events for a day whose _SUCCESS markers were already written (see publisher)
     table_requests: int = 0
     error: dict | None = None
@@ -176,10 +182,16 @@ class _DrainRun:
             # A new pipeline: store a concrete first position (START_AT, or the server's time for
             # "now") before anything is read, so a replay of a failed first run reads the same events.
             first = self._first_position(source)
-            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token), None),
-                             control=True)
+            plan = None
+            if settings.snapshot != "off":  # the collections as they are after the first position
+                plan = snapshot.Progress()
+                start = lifecycle.parse_timestamp(first.token)
+                plan.start(source.chunk_reader().namespaces(settings.scope), "initial", (start.time, start.inc))
+            committer.commit(Sealed([], replace(committer.committed, position=first, origin=first.token,
+                                                snapshot=plan), None), control=True)
         checkpoint = self.planned = committer.committed  # planned: the checkpoint after the last sealed batch
-        deadline = self.started + settings.drain_budget_seconds - write_reserve(settings.drain_budget_seconds)
+        deadline = self.deadline = (self.started + settings.drain_budget_seconds
+                                    - write_reserve(settings.drain_budget_seconds))
         self.encoder = LineEncoder(settings.json_mode)
         if settings.file_layout == per_event.PER_EVENT:
             self.batch = per_event.EventBatch(checkpoint.generation, state.files)
@@ -192,6 +204,8 @@ class _DrainRun:
         self.last_read: tuple[str, tuple[int, int]] | None = None  # key and cluster time of the last event read
         self.batch_first: int | None = None
         self.gap_added = False  # the pending gap's line is in this run's batches (or already durable)
+        self.copier = self._copier(source, checkpoint)
+        self.chunk_files = 0  # files the waiting chunk may add to the batch (see _room_for_chunk)
         if checkpoint.intent is not None:
             self._recover(checkpoint, lake, lease_id)
         try:
@@ -203,7 +217,9 @@ class _DrainRun:
             self._add_gap(committer.committed.gap)
         outcome = "budget"
         # MAX_BUFFER_BYTES bounds the events read ahead, the batch filling and the one being written
-        seal_at = max(1, (settings.max_buffer_bytes - read_ahead_bytes(settings)) // 2)
+        # (and, while copying, a chunk waiting for the stream)
+        seal_at = self.seal_at = max(1, (settings.max_buffer_bytes - read_ahead_bytes(settings))
+                                     // (3 if self.copier is not None else 2))
         while True:
             dead = None
             if committer.busy:
@@ -211,10 +227,12 @@ class _DrainRun:
             else:
                 committer.check()  # a failed commit stops the reading
             try:
-                event = source.next_event()
+                # a chunk waiting for the stream to pass its high watermark: quiet reads return soon
+                waiting = self.copier is not None and self.copier.window is not None
+                event = source.next_event(CHUNK_AWAIT_MS) if waiting else source.next_event()
             except HistoryLostError as exc:
                 # the stream fell off the oplog mid-run: keep what was read, then restart (or fail)
-                if settings.on_history_lost != "restart":
+                if not self._restarts_on_loss:
                     raise
                 self._commit(source)
                 self._restart(source, exc)
@@ -227,10 +245,20 @@ class _DrainRun:
                 log.error("pipeline %s: an event over 16 MB (code %s) went to the dead-letter folder: %s",
                           settings.pipeline_name, dead, lifecycle.describe_event(event))
             if event is None:
-                self.numbering.close()  # caught up: no event of an open range is still to come
+                self.numbering.end_of_range()  # caught up: no event of an open range is still to come
+                if self.copier is not None and self.copier.busy and self.clock() >= deadline:
+                    break  # the budget ends while copying: a waiting chunk is read again next time
+                if self._snapshot_step(source):
+                    continue
                 outcome = "caught_up"
                 break
             operation, seconds, increment, key, db, coll = event_fields(event)
+            if self.copier is not None and self.copier.busy:
+                pair = (seconds, increment)
+                window = self.copier.window
+                if window is not None and window.closes_at(pair):
+                    self._write_chunk(window)  # the chunk's rows go before the first event after it
+                self.copier.on_event(event, pair)
             self.last_read = (key, (seconds, increment))
             seq = self.numbering.assign(key, self.last_read[1])
             if seq is not None:
@@ -240,17 +268,22 @@ class _DrainRun:
                     folder = lifecycle.dead_letter_folder(folder)
                     raw = lifecycle.dead_letter_record(raw, dead)
                 self._add(folder, seconds, seq, self.encoder.encode(raw, seq), operation, key)
+            if self.copier is not None and self.copier.window is None and self.copier.has_work:
+                self._snapshot_step(source)  # a stream that is never caught up still gets chunks
             if source.invalidated:
-                self.numbering.close()
+                self.numbering.end_of_range()
                 outcome = "invalidated"
                 break
             size = self.batch.bytes
             if size >= seal_at or self.batch.folders >= MAX_FOLDERS_PER_BATCH or self.batch.full or (
-                    size >= EARLY_SEAL_BYTES and not committer.busy):
+                    size >= EARLY_SEAL_BYTES and not committer.busy) or not self._room_for_chunk():
                 self._commit(source)
             if self.clock() >= deadline:
                 break
         self.failpoint("after_drain")
+        if self.copier is not None:
+            self.copier.discard()  # a chunk still waiting for the stream is read again next time
+            report.snapshot = self.copier.report()
         report.outcome = outcome
         report.replayed_events_skipped = self.numbering.skipped
         report.retired_seqs = self.numbering.retired
@@ -278,9 +311,15 @@ class _DrainRun:
         folder rows true, and skip by resume token what it made durable."""
         intent = checkpoint.intent
         recovery = lake.recover(intent.files, lease_id)
-        listed = per_event.recover(lake, intent, checkpoint.generation)  # FILE_LAYOUT=per_event folders
+        # FILE_LAYOUT=per_event folders: listed; read back too while copying (the keys and cluster
+        # times of snapshot rows, which their names do not carry; see intent.Numbering)
+        listed = per_event.recover(lake, intent, checkpoint.generation,
+                                   read_back=self.copier is not None and self.copier.has_work)
         self.report.recovered_files = lake.recoveries + listed.files
-        self.numbering = Numbering(checkpoint.seq, intent, recovery.durable, listed.hashed)
+        self.numbering = Numbering(checkpoint.seq, intent, {**recovery.durable, **listed.durable}, listed.hashed,
+                                   durable_clusters={**recovery.clusters, **listed.clusters})
+        if self.copier is not None:
+            self.numbering.release(self.copier.progress.pending)
         self.carry = intent
         self.batch.adopt(recovery.states)
         if recovery.last_cluster is not None:
@@ -303,7 +342,7 @@ class _DrainRun:
         commits that before reading anything from the new stream: the gap line (next ``_seq``) and
         the events after it are then numbered the same by any replay from this checkpoint. Lines a
         failed run made durable stay; its range is closed first (see ``intent.Numbering``)."""
-        if self.settings.on_history_lost != "restart":
+        if not self._restarts_on_loss:
             raise exc
         self.committer.wait()
         self.numbering.close()
@@ -313,8 +352,15 @@ class _DrainRun:
         if last is None and committed.origin is not None:
             last = lifecycle.parse_timestamp(committed.origin).time
         gap = lifecycle.gap_window(last, restart, self.numbering.seq, exc.code, str(exc))
+        progress = committed.snapshot
+        if self.copier is not None:
+            self.copier.discard()
+            if self.settings.snapshot == "when_needed":  # what changed in the gap: copy everything again
+                self.copier.progress.start(source.chunk_reader().namespaces(self.settings.scope), "history_lost",
+                                           (restart.time, restart.inc))
+            progress = self.copier.progress.clone()
         new = replace(committed, position=Position("start_at", lifecycle.timestamp_text(restart)), gap=gap,
-                      seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster)
+                      seq=self.numbering.seq, intent=None, last_cluster_time=self.last_cluster, snapshot=progress)
         self.committer.commit(Sealed([], new, None), control=True)
         self.planned = new
         self.carry = None
@@ -325,6 +371,112 @@ class _DrainRun:
                   gap["to"], gap["from"])
         self.failpoint("after_restart")
         source.open(new.position)
+
+    @property
+    def _restarts_on_loss(self) -> bool:
+        return self.settings.on_history_lost == "restart" or self.settings.snapshot == "when_needed"
+
+    def _copier(self, source: ChangeSource, checkpoint: Checkpoint) -> snapshot.Copier | None:
+        """The run's snapshot work: copies in progress, and requests stored by ``python -m shared snapshot``."""
+        progress = checkpoint.snapshot
+        if progress is None and self.settings.snapshot != "when_needed":
+            return None
+        scope = self.settings.scope
+        chunk_docs = self.settings.snapshot_chunk_docs
+        if self.settings.file_layout == per_event.PER_EVENT:
+            # a row a file: a chunk's rows fit a batch (MAX_FILES_PER_BATCH files) with room to spare
+            chunk_docs = min(chunk_docs, MAX_FILES_PER_BATCH // 2)
+        copier = snapshot.Copier(progress.clone() if progress else snapshot.Progress(), source.chunk_reader(),
+                                 self.clock, lambda db, coll: _in_scope(scope, db, coll),
+                                 chunk_docs, self.settings.max_buffer_bytes // 16)
+        # a request's copy starts from the committed position (the same for a replay of this run)
+        last = checkpoint.last_cluster_time
+        if last is None and checkpoint.origin is not None:
+            last = lifecycle.parse_timestamp(checkpoint.origin).time
+        for ns in copier.start_requests((last, 0) if last is not None else None):
+            log.warning("pipeline %s: snapshot request for %s ignored: not in the scope (%s)",
+                        self.settings.pipeline_name, ns, scope.describe())
+        # the oplog window (for the warning that a copy may outlast it), every 10 minutes at most, once
+        # a copy has a rate to compare with it: reading it costs a sorted read of the oplog on some
+        # servers, which a copy that ends within its first run need not pay
+        if (any(c.copied for c in copier.progress.copies)
+                and (copier.progress.oplog_checked or 0) < self.clock() - 600):
+            copier.progress.oplog_window = copier.reader.oplog_window()  # every 10 minutes at most
+            copier.progress.oplog_checked = round(self.clock())
+        return copier
+
+    def _snapshot_step(self, source: ChangeSource) -> bool:
+        """Write the chunk waiting for this moment (caught up), or read the next one. False when there
+        is no snapshot work left (or none may start now: a failed run's range is still being replayed)."""
+        copier = self.copier
+        if copier is None:
+            return False
+        window = copier.window
+        if window is not None:
+            if not window.passed(source.token_cluster()):
+                return True
+            self._write_chunk(window)
+            if self.batch.bytes >= self.seal_at or self.batch.full:
+                self._commit(source)
+            # the next chunk at once (a read of the stream now would wait for nothing)
+            if self.clock() >= self.deadline or self.numbering.replaying:
+                return True
+        if not copier.has_work or (self.numbering.replaying and not self.numbering.hold):
+            return False
+        while True:
+            window = copier.open_window()
+            self.failpoint("snapshot_chunk_read")
+            self.chunk_files = self._chunk_files(window)
+            if not self._room_for_chunk() and self.batch.file_count:
+                self._commit(source)  # the chunk's rows, and an event after them, go in the next batch
+            if not window.reached(source.token_cluster()):
+                return True  # written meanwhile: read the stream up to the chunk's high watermark
+            # nothing was written since the stream's position: the rows go now, and the next chunk
+            self._write_chunk(window)
+            if self.batch.bytes >= self.seal_at or self.batch.full:
+                self._commit(source)
+            if not copier.has_work or self.clock() >= self.deadline or self.numbering.replaying:
+                return True
+
+    def _chunk_files(self, window: snapshot.Window) -> int:
+        """Files a chunk's rows may add to a batch: one a row and one for the copy's end line with
+        ``FILE_LAYOUT=per_event``; in rolling files its folder's file and the parts its bytes roll into."""
+        if self.settings.file_layout == per_event.PER_EVENT:
+            return len(window.docs) + 1
+        return sum(len(doc) for doc in window.docs) // max(1, self.settings.roll_max_bytes) + 2
+
+    def _room_for_chunk(self) -> bool:
+        """Whether the chunk waiting for the stream fits the batch being filled, with the event that
+        closes its window after it (written before that event, it cannot wait for the next batch):
+        a commit names at most ``MAX_FILES_PER_BATCH`` files."""
+        if self.copier is None or self.copier.window is None:
+            return True
+        return self.batch.file_count + self.chunk_files + 1 <= MAX_FILES_PER_BATCH
+
+    def _write_chunk(self, window: snapshot.Window) -> None:
+        """The chunk's rows (less the keys the stream touched meanwhile) at the chunk's high watermark."""
+        copier, numbering = self.copier, self.numbering
+        t = window.high[0]
+        folder = _partition_dir(window.db, window.coll, t // 86400)
+        rows = 0
+        key = None
+        for key, raw in copier.rows(window):
+            rows += 1
+            seq = numbering.assign(key, window.high)
+            if seq is not None:
+                self._add(folder, t, seq, self.encoder.encode(raw, seq), "snapshot", key)
+                self.report.snapshot_rows += 1
+        end = copier.end_line(window)
+        if end is not None:  # the copy's last chunk: a line that says it is complete
+            key = end[0]
+            seq = numbering.assign(key, window.high)
+            if seq is not None:
+                self._add(folder, t, seq, self.encoder.encode(end[1], seq), "snapshotEnd", key)
+        if key is not None:
+            self.last_read = (key, window.high)
+        copier.chunk_done(window, rows)
+        numbering.release(copier.progress.pending)
+        self.failpoint("snapshot_rows_added")
 
     def _add_gap(self, gap: dict) -> None:
         """The gap line of a pending restart, numbered right after the checkpoint's ``seq``."""
@@ -379,7 +531,8 @@ class _DrainRun:
         new = replace(planned, position=source.position() or planned.position, seq=numbering.seq, intent=kept,
                       last_cluster_time=self.last_cluster,
                       committed_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
-                      gap=None if self.gap_added else planned.gap)
+                      gap=None if self.gap_added else planned.gap,
+                      snapshot=self.copier.progress.clone() if self.copier is not None else planned.snapshot)
         self.planned, self.carry, self.batch_first = new, kept, None
         return Sealed(files, new, intent if files else None, self.batch.rows_ahead(files))
 
@@ -398,6 +551,14 @@ def _partition_dir(db: str | None, coll: str | None, day: int) -> str:
     """``layout.partition_dir`` once per namespace and UTC day: it encodes the names byte by byte,
     which the drain profile showed at about 4 us per event."""
     return layout.partition_dir(db, coll, day * 86400)
+
+
+def _in_scope(scope, db: str, coll: str) -> bool:
+    if scope.kind == "collection":
+        return (db, coll) == (scope.db, scope.coll)
+    if scope.kind == "database":
+        return db == scope.db
+    return db not in snapshot.SYSTEM_DATABASES
 
 
 def _iso(seconds: float | int | None) -> str | None:

@@ -13,10 +13,12 @@ import threading
 from typing import Mapping
 
 STEPS = ("after_open", "after_drain", "after_append", "after_flush", "before_commit", "after_commit",
-         "after_restart", "during_commit", "before_manifest", "after_manifest")
+         "after_restart", "during_commit", "before_manifest", "after_manifest", "snapshot_chunk_read",
+         "snapshot_rows_added")
 # the steps every run with events reaches (``after_restart`` only follows lost history;
 # ``during_commit``, an event read while a batch is being committed, depends on timing; the manifest
-# steps are those of the after-commit hook, see ``shared.publisher``)
+# steps are those of the after-commit hook, see ``shared.publisher``; the ``snapshot_*`` steps only
+# runs that copy collections reach)
 RUN_STEPS = STEPS[:6]
 
 

@@ -21,6 +21,12 @@ that was not durable) are *retired*: they appear nowhere, and the run report cou
 The range ends at the event whose ``_id`` is the intent's last one, at the first event with a later
 cluster time, when the stream is caught up, or at an invalidate: after that, numbering continues
 after the highest number the range used.
+
+Snapshot rows (``shared.snapshot``) have a key of their own: their copy and ``_id``. Two rules keep
+a replay's ``_seq`` order in cluster-time order when the replay reads chunks at other moments than
+the failed run did: a new number is always above every durable line of an earlier cluster time
+(``durable_clusters``), and the range stays open (``hold``) until the replay's copies have read past
+every row the failed run made durable, so those rows are skipped and never written twice.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ def line_key(line: dict) -> str | None:
     """The identity of a line read back from the lake (parsed JSON), as ``event_key`` gives it."""
     token = line.get("_id")
     if token is None:
+        if line.get("operationType") in ("snapshot", "snapshotEnd"):
+            from .snapshot import line_row_key  # deferred: only snapshot rows need it
+
+            return line_row_key(line)
         gap = line.get("gap")
         if line.get("operationType") == "gap" and isinstance(gap, dict):
             to = gap.get("to", {}).get("$timestamp", {})
@@ -130,11 +140,13 @@ class Numbering:
 
     ``seq`` is the last number committed; ``open_range`` the intent found at the start of the run
     (or None) and ``durable`` the key -> ``_seq`` of every line read back from its files;
-    ``hashed`` the ``key_hash`` -> ``_seq`` of every per-event file of the range found by listing.
+    ``hashed`` the ``key_hash`` -> ``_seq`` of every per-event file of the range found by listing;
+    ``durable_clusters`` the ``_seq`` -> cluster time of the lines read back (see ``_floor``).
     """
 
     def __init__(self, seq: int, open_range: Intent | None = None, durable: dict[str, int] | None = None,
-                 hashed: dict[str, int] | None = None) -> None:
+                 hashed: dict[str, int] | None = None,
+                 durable_clusters: dict[int, tuple[int, int]] | None = None) -> None:
         self.seq = seq
         self.range = open_range
         self.durable = durable or {}
@@ -143,6 +155,21 @@ class Numbering:
         self._cursor = (open_range.first_seq - 1) if open_range else seq
         self.skipped = 0  # events of the range found durable
         self.retired = 0  # numbers of the range that no line holds
+        # (cluster, seq) of durable lines, for the floor of a new number (see ``_floor``)
+        self._floors = sorted((c, s) for s, c in (durable_clusters or {}).items())
+        self._floor_max: list[int] = []
+        top = 0
+        for _, s in self._floors:
+            top = max(top, s)
+            self._floor_max.append(top)
+        # (copy, _id) of snapshot rows the failed run made durable: the range stays open until the
+        # replay's copies have read past them again (``release``)
+        self.hold: set[tuple[int, str]] = set()
+        if open_range is not None:
+            from .snapshot import copy_of_key  # deferred: snapshots are optional
+
+            self.hold = {c for c in map(copy_of_key, self.durable) if c is not None}
+        self._ended = False  # the failed run's events are all read; only held chunks keep the range open
 
     @property
     def replaying(self) -> bool:
@@ -154,24 +181,48 @@ class Numbering:
         if open_range is not None:
             if (cluster is not None and open_range.last_cluster is not None
                     and cluster > open_range.last_cluster):
-                self.close()
-            else:
-                found = self.durable.get(key)
-                if found is None and self.hashed:
-                    found = self.hashed.get(key_hash(key))
-                if found is None:
-                    number = self._next_free()
-                if key == open_range.last_key:
-                    self.close()
-                if found is not None:
-                    self.skipped += 1
-                    return None
-                return number
+                self.end_of_range()
+        if self.range is not None:
+            found = self.durable.get(key)
+            if found is None and self.hashed:
+                found = self.hashed.get(key_hash(key))
+            if found is None:
+                number = self._next_free(self._floor(cluster))
+            if key == open_range.last_key:
+                self.end_of_range()
+            if found is not None:
+                self.skipped += 1
+                return None
+            return number
         self.seq += 1
         return self.seq
 
-    def _next_free(self) -> int:
-        candidate = self._cursor + 1
+    def _floor(self, cluster: tuple[int, int] | None) -> int:
+        """The highest number of a durable line with an earlier cluster time: a new number goes above
+        it. The failed run numbered in cluster-time order, so an identical replay is unaffected."""
+        if cluster is None or not self._floors:
+            return 0
+        import bisect
+
+        index = bisect.bisect_left(self._floors, (cluster, -1))
+        return self._floor_max[index - 1] if index else 0
+
+    def end_of_range(self) -> None:
+        """The failed run's events are all read (its last one, a later one, caught up or an
+        invalidate): the range closes, unless a held chunk is still to be read again."""
+        self._ended = True
+        if not self.hold:
+            self.close()
+
+    def release(self, still_pending) -> None:
+        """Forget held rows that will not be read again (``still_pending(copy, id_text)`` false: the
+        copy read past them, or it ended); the range then closes if its events are all read."""
+        self.hold = {c for c in self.hold if still_pending(*c)}
+        if self._ended and not self.hold and self.range is not None:
+            self.close()
+
+    def _next_free(self, floor: int = 0) -> int:
+        candidate = max(self._cursor, floor) + 1
         while candidate in self.used:
             candidate += 1
         self._cursor = candidate
@@ -187,6 +238,7 @@ class Numbering:
         self.retired = sum(1 for n in range(open_range.first_seq, top + 1) if n not in self.used)
         self.seq = top
         self.range = None
+        self.hold = set()
 
     def highest(self) -> int:
         """The highest number given out or found so far (for the intent of the next batch)."""

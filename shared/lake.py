@@ -149,6 +149,7 @@ class Recovery:
     """What ``Lake.recover`` found in the files of an intent."""
 
     durable: dict[str, int] = field(default_factory=dict)  # line key -> _seq of every line found
+    clusters: dict[int, tuple[int, int]] = field(default_factory=dict)  # _seq -> cluster time of each line
     states: list[FileState] = field(default_factory=list)  # each file as it is now (lease released)
     lines: int = 0
     last_cluster: int | None = None  # the latest cluster time among the lines found
@@ -292,10 +293,18 @@ class Lake:
                 recovery.lines += 1
                 if key is not None:
                     recovery.durable[key] = seq
-                if cluster is not None and (recovery.last_cluster is None or cluster > recovery.last_cluster):
-                    recovery.last_cluster = cluster
+                if cluster is not None:
+                    recovery.clusters[seq] = cluster
+                    if recovery.last_cluster is None or cluster[0] > recovery.last_cluster:
+                        recovery.last_cluster = cluster[0]
         self.recoveries += len(found)
         return recovery
+
+    def read_lines(self, path: str) -> list[tuple[str | None, int, tuple[int, int] | None]]:
+        """(key, ``_seq``, cluster time) of every line of a whole file (a per-event file being recovered)."""
+        with self._errors(f"reading back {path} (a run before this one created it and did not commit)"):
+            data = self._fs.get_file_client(path).download_file().readall()
+        return _parse_lines(data, path)
 
     def _recover_file(self, path: str, start: int, lease_id: str):
         folder, name = path.rsplit("/", 1)
@@ -342,8 +351,8 @@ class Lake:
         return _LakeErrors(doing, self._secrets)
 
 
-def _parse_lines(data: bytes, path: str) -> list[tuple[str | None, int, int | None]]:
-    """(key, _seq, cluster seconds) of every line of ``data``; a line this app did not write is an error."""
+def _parse_lines(data: bytes, path: str) -> list[tuple[str | None, int, tuple[int, int] | None]]:
+    """(key, _seq, cluster time) of every line of ``data``; a line this app did not write is an error."""
     if data and not data.endswith(b"\n"):
         raise TerminalError(f"reading back {path}: it ends in a partial line; it was not written by this app")
     out = []
@@ -356,8 +365,9 @@ def _parse_lines(data: bytes, path: str) -> list[tuple[str | None, int, int | No
             raise TerminalError(f"reading back {path}: a line is not a line this app wrote ({exc.__class__.__name__})"
                                 ) from None
         cluster = line.get("clusterTime")
-        seconds = cluster.get("$timestamp", {}).get("t") if isinstance(cluster, dict) else None
-        out.append((line_key(line), seq, seconds))
+        stamp = cluster.get("$timestamp", {}) if isinstance(cluster, dict) else {}
+        pair = (int(stamp["t"]), int(stamp.get("i", 0))) if isinstance(stamp, dict) and "t" in stamp else None
+        out.append((line_key(line), seq, pair))
     return out
 
 

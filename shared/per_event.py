@@ -18,14 +18,16 @@ Extended JSON mode, with ``_seq``), in the same partition folder, named by ``lay
   the names of this generation with ``_seq`` in the intent's range, key hash -> ``_seq``: the events
   already durable, which ``intent.Numbering`` skips wherever this run would put them. The files are
   not read back. Two names of the range with one ``_seq`` (or one event under two numbers) mean the
-  lake no longer holds each event once: the run fails as terminal, naming the files.
+  lake no longer holds each event once: the run fails as terminal, naming the files. While a snapshot
+  is being copied the files are read back as well (``read_back``): a snapshot row's name carries a
+  hash of its key, but the replay needs its copy, ``_id`` and cluster time (see ``intent.Numbering``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
@@ -78,6 +80,10 @@ class EventBatch:
     @property
     def folders(self) -> int:
         return len(self._folders)
+
+    @property
+    def file_count(self) -> int:
+        return self.events
 
     @property
     def full(self) -> bool:
@@ -162,10 +168,13 @@ class Listed:
 
     hashed: dict[str, int]  # key hash -> _seq of every file of the range
     files: int
+    durable: dict[str, int] = field(default_factory=dict)  # read back: line key -> _seq
+    clusters: dict[int, tuple[int, int]] = field(default_factory=dict)  # read back: _seq -> cluster time
 
 
-def recover(lake: Lake, intent: Intent, generation: str) -> Listed:
-    """The per-event files of ``intent``'s range in its folders (listed, not read back)."""
+def recover(lake: Lake, intent: Intent, generation: str, read_back: bool = False) -> Listed:
+    """The per-event files of ``intent``'s range in its folders (listed; ``read_back``: also read,
+    for the key and cluster time of each line)."""
     folders = sorted(intent.folders)
     if not folders:
         return Listed({}, 0)
@@ -202,4 +211,13 @@ def recover(lake: Lake, intent: Intent, generation: str) -> Listed:
     if hashed:
         log.warning("recovered %d per-event files (_seq %d..%d) a failed run created; they are kept", len(hashed),
                     min(hashed.values()), max(hashed.values()))
-    return Listed(hashed, len(hashed))
+    listed_files = Listed(hashed, len(hashed))
+    if read_back and by_seq:
+        with invocation.Executor(max_workers=min(16, len(by_seq)), thread_name_prefix="per-event-read") as pool:
+            for lines in pool.map(lake.read_lines, sorted(by_seq.values())):
+                for key, seq, cluster in lines:
+                    if key is not None:
+                        listed_files.durable[key] = seq
+                    if cluster is not None:
+                        listed_files.clusters[seq] = cluster
+    return listed_files

@@ -7,7 +7,9 @@ server prepares the next ``getMore``; with the read-ahead both run at once.
 ``ReadAhead`` wraps a pymongo ``ChangeStream`` and offers the two things ``source.ChangeSource`` uses
 of it, with the same meaning as the plain stream, seen from the consumer:
 
-- ``try_next()``: the next event, or None when the stream had none waiting (caught up);
+- ``try_next(await_ms)``: the next event, or None when the stream had none waiting (caught up);
+  ``await_ms`` is how long a read of a quiet stream waits for an event (None: the wait the stream
+  was opened with);
 - ``resume_token``: the position after the last event the consumer took (or the post-batch token
   of the last empty read), never after an event only read ahead.
 
@@ -15,6 +17,13 @@ Events read ahead and never taken are dropped at ``close()``: the position the d
 from ``resume_token``, so nothing read ahead can be skipped. An error of the stream is raised by the
 ``try_next()`` that reaches it, after every event read before it, so the drain sees the events and
 the error in the order the stream gave them.
+
+The await time: the reads happen in the thread, so the consumer's ``await_ms`` goes with its request
+and the thread sets it on the cursor before its next ``getMore``. After an empty read the thread is
+paused until the consumer asks again, so the read that answers a request made after being caught up
+waits what that request asked for; a read already in flight when the consumer asks for another
+wait (the thread reading ahead of events still coming) keeps the wait it started with, and the
+reads ahead after it use the last one asked for.
 
 Bounded: events read ahead and not yet taken stay under ``limit`` bytes (plus one event, and the one
 server reply pymongo holds, as without read-ahead): the chunk being taken and the chunks waiting
@@ -49,6 +58,8 @@ class ReadAhead:
         self._next = 0
         self._token = stream.resume_token  # after the chunk's last event (before anything: the start)
         self._ended = False
+        self._own_await = _await_of(stream)  # the wait the stream was opened with
+        self._await = self._own_await  # the wait the consumer asked for last: the thread's next reads
 
     @property
     def resume_token(self) -> Any:
@@ -57,7 +68,7 @@ class ReadAhead:
         # takes the post-batch token only after a reply's last event, which ends its chunk.
         return self._events[i - 1]["_id"] if i < self._count else self._token
 
-    def try_next(self) -> Any:
+    def try_next(self, await_ms: int | None = None) -> Any:
         while True:
             i = self._next
             if i < self._count:
@@ -65,7 +76,7 @@ class ReadAhead:
                 return self._events[i]
             if self._ended:
                 return None
-            item = self._take()
+            item = self._take(self._own_await if await_ms is None else await_ms)
             kind = item[0]
             if kind == _EVENTS:
                 _, self._events, self._token, _ = item
@@ -80,10 +91,12 @@ class ReadAhead:
                 self._ended = True
                 raise item[1]
 
-    def _take(self) -> tuple:
+    def _take(self, await_ms: int | None) -> tuple:
         if self._thread is None:
+            self._await = await_ms  # before the thread's first read
             self._thread = invocation.start_thread(self._read, name="change-stream-read-ahead", daemon=True)
         with self._cond:
+            self._await = await_ms
             if self._paused and not self._ready:
                 self._paused = False
                 self._cond.notify_all()
@@ -107,6 +120,10 @@ class ReadAhead:
                         cond.wait()
                     if self._stop:
                         return
+                    wanted = self._await
+                # the cursor's own value: a cursor pymongo opened again after an error has the stream's
+                if wanted is not None and _await_of(stream) != wanted:
+                    set_await(stream, wanted)  # only this thread touches the cursor once it runs
                 event = take()  # at most one getMore
                 if event is None:
                     with cond:
@@ -180,3 +197,22 @@ def _taken(stream: Any, last: Any) -> None:
     stream._uses_resume_after = True
     stream._resume_token = token
     stream._start_at_operation_time = None
+
+
+def _await_of(stream: Any) -> int | None:
+    """The ``maxAwaitTimeMS`` of the stream's cursor (None where the driver keeps it elsewhere)."""
+    return getattr(getattr(stream, "_cursor", None), "_max_await_time_ms", None)
+
+
+def set_await(stream: Any, await_ms: int | None) -> None:
+    """How long the stream's next ``getMore`` waits for an event on a quiet stream.
+
+    Why the cursor's attribute: pymongo fixes maxAwaitTimeMS when the stream opens, and a snapshot
+    chunk waiting for the stream to pass its high watermark would otherwise wait the full 500 ms on
+    every read of a quiet stream (the copy then ran at a chunk per second). Where the attribute is
+    missing (another pymongo) the stream keeps its own wait."""
+    if await_ms is None:
+        return
+    cursor = getattr(stream, "_cursor", None)
+    if cursor is not None and hasattr(cursor, "_max_await_time_ms"):
+        cursor._max_await_time_ms = await_ms

@@ -324,6 +324,14 @@ class Settings:
     on_history_lost: str = setting(
         "ON_HISTORY_LOST", "fail", "When the stored position left the oplog: fail, or restart (with a gap "
         "record).", _one_of("fail", "restart"), entry=OVERRIDE)
+    snapshot: str = setting(
+        "SNAPSHOT", "off", "Copy the documents that already exist: off; initial (a pipeline without a checkpoint "
+        "copies its scope's collections first); when_needed (also after lost history: restart with a gap record "
+        "and copy every collection again). Needs MONGO_FULL_DOC other than default.",
+        _one_of("off", "initial", "when_needed"), entry=OVERRIDE)
+    snapshot_chunk_docs: int = setting(
+        "SNAPSHOT_CHUNK_DOCS", "5000", "Documents per snapshot chunk (a chunk also stops at 1/16 of "
+        "MAX_BUFFER_BYTES, and at 500 with FILE_LAYOUT=per_event).", lambda value: int(_number(1, 1_000_000)(value)), entry=OVERRIDE)
     late_event_grace_seconds: int = setting(
         "LATE_EVENT_GRACE", "1h", "A day's _SUCCESS markers are written once the committed position is this "
         "far past the end of the UTC day (0s to 7d).", _grace, entry=OVERRIDE)
@@ -429,6 +437,9 @@ def _check_across(values: dict[str, Any], env: Mapping[str, str], problems: list
         if not any(p.startswith("CHECKPOINT_ACCOUNT_URL:") for p in problems):
             problems.append("CHECKPOINT_CONNECTION_STRING: set it, or CHECKPOINT_ACCOUNT_URL (Entra ID), "
                             "or AzureWebJobsStorage as a connection string")
+    if values.get("snapshot") not in (None, "off") and values.get("full_document") == "default":
+        problems.append("SNAPSHOT: needs MONGO_FULL_DOC updateLookup, whenAvailable or required (an update must "
+                        "carry the whole document to take the place of a snapshot row it makes stale)")
     if not values["pipeline_name"]:
         values["pipeline_name"] = default_pipeline_name(Scope(values["mongo_db"], values["mongo_coll"]))
 

@@ -14,7 +14,7 @@ from pymongo import errors as mongo_errors
 from .errors import ErrorContext, EventTooLargeError, HistoryLostError, TerminalError, TransientError, redact
 from .fields import event_fields
 from .lifecycle import STRIP_LARGE_FIELDS
-from .prefetch import ReadAhead
+from .prefetch import ReadAhead, set_await
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,15 @@ class DeadLetter(Exception):
 
 
 BATCH_SIZE = 2000
+MAX_AWAIT_MS = 500  # a read of a quiet stream waits this long for an event before reporting none
 READ_AHEAD_SHARE = 8  # the read-ahead holds at most MAX_BUFFER_BYTES / 8 of events not yet taken
 
 
 def read_ahead_bytes(settings: Settings) -> int:
     """Bytes of events the read-ahead may hold beyond the batches (``MAX_BUFFER_BYTES`` bounds both)."""
     return settings.max_buffer_bytes // READ_AHEAD_SHARE
+
+
 SINGLE_EVENTS = BATCH_SIZE  # events read one at a time before going back to whole batches
 
 
@@ -97,7 +100,7 @@ class ChangeSource:
             "full_document": None if settings.full_document == "default" else settings.full_document,
             "full_document_before_change": settings.full_document_before_change,
             # Why: a short await lets try_next() report "caught up" quickly instead of blocking the budget.
-            "max_await_time_ms": 500,
+            "max_await_time_ms": MAX_AWAIT_MS,
             # Why one event per batch: a batch holding an event over 16 MB fails whole, so after such
             # a failure the events before it are read one by one, and the failing read is that event.
             "batch_size": 1 if single else BATCH_SIZE,
@@ -123,14 +126,21 @@ class ChangeSource:
         with self.errors("reading the server's cluster time"):
             return self._client.admin.command("ping")["operationTime"]
 
-    def next_event(self) -> RawBSONDocument | None:
+    def next_event(self, await_ms: int | None = None) -> RawBSONDocument | None:
         """The next event, or None when none is waiting (caught up). Raises ``DeadLetter`` for an
-        event the server cannot deliver."""
+        event the server cannot deliver. ``await_ms``: how long a read of a quiet stream waits for
+        an event this time (default: the 500 ms the stream was opened with)."""
         try:
             if self._pending_error is not None:
                 raise self._pending_error
+            stream = self._stream
             try:
-                event = self._stream.try_next()
+                if isinstance(stream, ReadAhead):
+                    # the read-ahead thread applies it to its next read (reads happen there)
+                    event = stream.try_next(await_ms)
+                else:
+                    set_await(stream, MAX_AWAIT_MS if await_ms is None else await_ms)
+                    event = stream.try_next()
             except mongo_errors.PyMongoError as failure:
                 # Why not a ``with`` around every read: it runs for every event; failures are rare
                 with self.errors("reading the change stream"):
@@ -141,7 +151,7 @@ class ChangeSource:
                 # Which event is too large? Read again from here, one event per batch.
                 self._single = SINGLE_EVENTS
                 self._open(here, single=True)
-                return self.next_event()
+                return self.next_event(await_ms)
             # One event per batch and the read still fails: the next event is the large one.
             raise DeadLetter(self._skip_too_large(here), exc.code) from None
         if event is not None:
@@ -196,6 +206,19 @@ class ChangeSource:
         if token is None:
             return self._position if self._position is not None and self._position.kind != "start_at" else None
         return Position("start_after" if self.invalidated else "resume_after", token_text(token))
+
+    def token_cluster(self) -> tuple[int, int] | None:
+        """The cluster time of the stream's current (post-batch) resume token, where it can be read."""
+        from .snapshot import token_cluster  # deferred: only snapshots ask
+
+        token = self._stream.resume_token if self._stream is not None else None
+        return token_cluster(token) if token is not None else None
+
+    def chunk_reader(self):
+        """Snapshot chunks read through this source's client (raw BSON) and error handling."""
+        from .snapshot import ChunkReader
+
+        return ChunkReader(self._client, self.errors)
 
     def close(self) -> None:
         try:

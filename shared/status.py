@@ -57,6 +57,16 @@ def pipeline_status(settings: Settings, store: CheckpointStore | None = None, no
     status["lag_seconds"] = last_run.get("lag_seconds")
     status["last_run"] = last_run or None
     status["last_error"] = checkpoint.last_error
+    progress = checkpoint.snapshot
+    if progress is not None and (progress.copies or progress.requests or progress.finished):
+        from .snapshot import figures
+
+        copies = [figures(c, progress.oplog_window, settings.snapshot_chunk_docs)
+                  for c in progress.copies + progress.finished[-5:]]
+        status["snapshot"] = {"copying": [c for c in copies if not c["finished"]],
+                              "finished": [c for c in copies if c["finished"]], "requests": progress.requests,
+                              "oplog_window_seconds": progress.oplog_window,
+                              "warnings": [c["warning"] for c in copies if c.get("warning")]}
     reasons = []
     if age is None:
         reasons.append("no position saved yet")

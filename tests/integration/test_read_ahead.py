@@ -1,8 +1,11 @@
 """The read-ahead against a real change stream: the same events and, after each, the same position
 as pymongo's own ``ChangeStream`` gives (event tokens inside a server reply, the post-batch token
-after its last event and after an empty reply); the private attributes it relies on are there."""
+after its last event and after an empty reply); the private attributes it relies on are there;
+a quiet read waits what the consumer asks for."""
 
 from __future__ import annotations
+
+import time
 
 import pymongo
 from bson.raw_bson import RawBSONDocument
@@ -44,5 +47,42 @@ def test_read_ahead_gives_what_the_plain_stream_gives(stack_env, fresh_db_name):
         assert sum(1 for raw, _ in want if raw is not None) == 4 + 3 * (45 + 4 + 11)
         assert [raw for raw, _ in got] == [raw for raw, _ in want]
         assert [token.raw for _, token in got] == [token.raw for _, token in want]
+    finally:
+        client.close()
+
+
+def test_a_quiet_read_waits_the_time_the_consumer_asks_for(stack_env, fresh_db_name):
+    # the snapshot's short waits between chunks: the read-ahead thread applies them to its getMore
+    client = pymongo.MongoClient(stack_env["MONGO_URI"], document_class=RawBSONDocument)
+    try:
+        db = client[fresh_db_name]
+        db.a.insert_one({"_id": 0})
+        start = client.admin.command("ping")["operationTime"]
+        db.a.insert_one({"_id": 1})
+        ahead = ReadAhead(db.watch(start_at_operation_time=start, max_await_time_ms=1000), limit=4096)
+        try:
+            seen = []
+            while (event := ahead.try_next(20)) is not None or not seen:
+                if event is not None:
+                    seen.append(event["documentKey"]["_id"])
+            assert seen[-1] == 1
+            began = time.monotonic()
+            for _ in range(5):
+                assert ahead.try_next(20) is None
+            short = time.monotonic() - began
+            began = time.monotonic()
+            assert ahead.try_next() is None  # the stream's own wait again
+            assert ahead.try_next() is None  # (the first may have been read ahead with 20 ms)
+            own = time.monotonic() - began
+            assert short < 2.5, short  # five reads of 1 s each would take 5 s
+            assert own >= 0.9, own
+            db.a.insert_one({"_id": 2})
+            deadline = time.monotonic() + 30
+            event = None
+            while event is None and time.monotonic() < deadline:
+                event = ahead.try_next(20)
+            assert event["documentKey"]["_id"] == 2
+        finally:
+            ahead.close()
     finally:
         client.close()

@@ -227,6 +227,7 @@ class Pipeline:
         one line each, whose name says the line's ``_seq``, operationType and token hash)."""
         from shared.intent import event_key, key_hash
         from shared.layout import encode_name, parse_event_file_name
+        from shared.snapshot import end_key, row_key
 
         lines = []
         checkpoint = self.checkpoint()
@@ -241,7 +242,12 @@ class Pipeline:
                 seq, op, token_hash, _ = parse_event_file_name(path.rsplit("/", 1)[1])
                 doc = read_line(data.rstrip(b"\n"))
                 to = doc["gap"]["to"] if doc.get("operationType") == "gap" else None
-                key = f"gap:{to.time}.{to.inc}" if to is not None else event_key(doc)
+                if doc.get("operationType") == "snapshot":  # a snapshot row: its copy and _id
+                    key = row_key(int(doc["snapshot"]["copy"]), doc["documentKey"]["_id"])
+                elif doc.get("operationType") == "snapshotEnd":
+                    key = end_key(int(doc["snapshot"]["copy"]))
+                else:
+                    key = f"gap:{to.time}.{to.inc}" if to is not None else event_key(doc)
                 assert (seq, op) == (doc["_seq"], encode_name(doc["operationType"])), f"{path}: another line"
                 assert token_hash == key_hash(key), f"{path}: the name's token hash is not its event's"
             for raw in data.splitlines():

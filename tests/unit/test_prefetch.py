@@ -24,6 +24,7 @@ class _Event(dict):
 class _Cursor:
     def __init__(self, stream):
         self._stream = stream
+        self._max_await_time_ms = 500  # as pymongo's CommandCursor: what the next getMore waits
 
     @property
     def _data(self):
@@ -51,6 +52,7 @@ class ScriptedStream:
         self.alive = True
         self.closed = False
         self.reads = 0
+        self.awaits = []  # the cursor's await time at each server reply asked for
         self.lock = threading.Lock()
 
     @property
@@ -64,6 +66,7 @@ class ScriptedStream:
                 if not self.script:
                     self._resume_token = f"pbrt-{self.reply}"
                     return None
+                self.awaits.append(self._cursor._max_await_time_ms)
                 reply = self.script.pop(0)
                 self.reply += 1
                 if isinstance(reply, BaseException):
@@ -162,3 +165,72 @@ def test_close_before_any_read_closes_the_stream():
     stream = ScriptedStream([_events("a", 2)])
     ReadAhead(stream, limit=10).close()
     assert stream.closed and stream.reads == 0
+
+
+def test_each_read_waits_what_the_consumer_asked_for_after_caught_up():
+    stream = ScriptedStream([None, None, _events("a", 2), None, None, None])
+    ahead = ReadAhead(stream, limit=10**9)
+    assert ahead.try_next(20) is None  # the first read already waits what was asked
+    assert ahead.try_next(20) is None
+    assert [ahead.try_next(20)["_id"] for _ in range(2)] == ["a0", "a1"]
+    assert ahead.try_next() is None  # read ahead after the reply of a0, a1: it waited 20 ms
+    assert ahead.try_next(35) is None
+    assert ahead.try_next() is None  # None: the wait the stream was opened with
+    ahead.close()
+    assert stream.awaits == [20, 20, 20, 20, 35, 500]
+
+
+def test_a_cursor_opened_again_gets_the_wait_asked_for():
+    stream = ScriptedStream([None, None])
+    ahead = ReadAhead(stream, limit=10**9)
+    assert ahead.try_next(20) is None
+    stream._cursor = _Cursor(stream)  # what pymongo does when it resumes after an error
+    assert ahead.try_next(20) is None
+    ahead.close()
+    assert stream.awaits == [20, 20]
+
+
+def test_the_wait_asked_for_goes_to_the_reads_ahead_after_the_request():
+    # a read in flight keeps its wait; the reads ahead after the request take the new one
+    gate = threading.Event()
+    stream = ScriptedStream([_events("a", 2), _events("b", 2), None])
+    read = stream.try_next
+
+    def held():  # the second reply is held until the consumer has asked for another wait
+        if stream.reply == 1 and not stream.batch:
+            gate.wait(10)
+        return read()
+
+    stream.try_next = held
+    ahead = ReadAhead(stream, limit=10**9)
+    assert [ahead.try_next()["_id"] for _ in range(2)] == ["a0", "a1"]
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(ahead.try_next(20)))
+    consumer.start()  # waits for the held reply, having asked for 20 ms
+    time.sleep(0.2)
+    gate.set()
+    consumer.join(10)
+    assert got[0]["_id"] == "b0"
+    assert ahead.try_next(20)["_id"] == "b1"
+    assert ahead.try_next(20) is None
+    ahead.close()
+    assert stream.awaits == [500, 500, 20]
+
+
+def test_an_empty_read_handed_over_is_followed_by_one_that_began_after_the_request():
+    # what a snapshot chunk relies on: of two empty reads the consumer takes in a row, the second
+    # began after the consumer asked (the thread waits after an empty read)
+    stream = ScriptedStream([_events("a", 3), None, None])
+    ahead = ReadAhead(stream, limit=10**9)
+    assert ahead.try_next()["_id"] == "a0"
+    deadline = time.monotonic() + 30
+    while stream.reads < 2 and time.monotonic() < deadline:  # the thread reaches the empty reply
+        time.sleep(0.01)
+    time.sleep(0.1)
+    before = stream.reads
+    assert [ahead.try_next()["_id"] for _ in range(2)] == ["a1", "a2"]
+    assert ahead.try_next() is None  # the empty read made before these requests
+    assert stream.reads == before
+    assert ahead.try_next() is None
+    assert stream.reads == before + 1  # this one was made for this request
+    ahead.close()
