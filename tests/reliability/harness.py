@@ -169,10 +169,11 @@ class Pipeline:
                 break
         return DrainResult(proc.returncode, report, out, err)
 
-    def take_over(self, stale: subprocess.Popen) -> DrainResult:
+    def take_over(self, stale: subprocess.Popen, between=None) -> DrainResult:
         """Another run takes the pipeline over from ``stale`` (a ``start_drain`` process) as after a
         stall: once ``stale`` recorded its commit intent (its writes are then on their way) and a
-        second later, its lease is made to look expired and a drain runs to the end."""
+        second later, its lease is made to look expired and a drain runs to the end. ``between``
+        (a callable) runs before that drain, as writes while the stale run stalls."""
         for _ in range(200):
             checkpoint = self.checkpoint()
             if checkpoint is not None and checkpoint.intent is not None:
@@ -181,6 +182,8 @@ class Pipeline:
         else:
             raise AssertionError("run A never recorded an intent")
         time.sleep(1.0)
+        if between is not None:
+            between()
         self.expire_lease()
         taken = self.drain()
         assert taken.outcome == "caught_up", taken.describe()
@@ -426,15 +429,18 @@ def assert_in_their_windows(lines: list[dict]) -> None:
                 f"_seq {line['_seq']} (cluster time {window:%H:%M}) is in {line['__path']}")
 
 
-def kill_runs(pipeline: Pipeline, rng, failpoints, inserts: int = 30, seq: int = 0) -> int:
+def kill_runs(pipeline: Pipeline, rng, failpoints, inserts: int = 30, seq: int = 0, change: bool = False) -> int:
     """For each failpoint a round of writes, then a run killed there (the lease a killed run left
-    made to look expired first); the position is checked after each. Returns the stored seq."""
+    made to look expired first); the position is checked after each, and with ``change`` every
+    document changes after each kill (``change_documents``). Returns the stored seq."""
     for failpoint in failpoints:
         write_round(pipeline, rng, inserts=inserts)
         pipeline.expire_lease()
         result = pipeline.drain(failpoint=failpoint)
         assert result.killed, f"failpoint {failpoint} was not reached: {result.describe()}"
         seq = pipeline.assert_position_safe(seq)
+        if change:
+            change_documents(pipeline)
     return seq
 
 

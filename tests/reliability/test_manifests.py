@@ -1,6 +1,12 @@
 """Manifests after killed runs: a real drain process SIGKILLed between a commit and its manifest (and
 at the other steps), then resumed; the manifests then match the data exactly (``verify``), and the
-owed manifest is written by the next run."""
+owed manifest is written by the next run.
+
+Each case runs twice: ``pinned`` (plain events from a fixed first position) and ``defaults`` (the
+product's defaults: ``updateLookup``, pre-images ``whenAvailable``, ``START_AT=now``). Every document
+changes between a killed run and the next, so under the defaults a replay writes other lines (longer,
+other roll and commit points) than the run it replays, and the manifests must still match; under the
+defaults the killed run that owes a manifest reads writes of two one-minute windows."""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import pytest
 
 from shared import manifests as mf
 
-from .harness import kill_runs, write_round
+from .harness import (DEFAULTS, MODES, ONE_MINUTE_WINDOWS, assert_in_their_windows, change_documents,
+                      kill_runs, pipeline_in_mode, wait_for_the_next_window, windows_of, write_round)
 
 SMALL = {"ROLL_MAX_BYTES": "8KiB", "MAX_BUFFER_BYTES": "16KiB"}
 
@@ -20,9 +27,15 @@ def _manifest_names(pipeline) -> list[str]:
     return sorted(p[len(folder):] for p in pipeline.lake_files() if p.startswith(folder))
 
 
-def test_a_kill_between_commit_and_manifest_leaves_it_owed_until_the_next_run(make_pipeline):
-    pipeline = make_pipeline(**SMALL)
-    write_round(pipeline, random.Random(3), inserts=30)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_kill_between_commit_and_manifest_leaves_it_owed_until_the_next_run(make_pipeline, mode):
+    across = ONE_MINUTE_WINDOWS if mode == DEFAULTS else {}
+    pipeline = pipeline_in_mode(make_pipeline, mode, **SMALL, **across)
+    rng = random.Random(3)
+    write_round(pipeline, rng, inserts=30)
+    if across:
+        wait_for_the_next_window()
+        write_round(pipeline, rng, inserts=30)
     result = pipeline.drain(failpoint="before_manifest:2")
     assert result.killed, result.describe()
     checkpoint = pipeline.checkpoint()
@@ -34,10 +47,16 @@ def test_a_kill_between_commit_and_manifest_leaves_it_owed_until_the_next_run(ma
 
     audit = verify(pipeline.settings())
     assert audit.ok and audit.manifests_owed == 1, audit.summary()  # owed is not a problem: the next run pays
+    seq = pipeline.assert_position_safe()
+    change_documents(pipeline)
     pipeline.expire_lease()
-    pipeline.drain_until_caught_up()
+    for _ in pipeline.drain_until_caught_up():
+        seq = pipeline.assert_position_safe(seq)
     assert owed[0] in _manifest_names(pipeline)
-    pipeline.assert_exactly_once()
+    lines = pipeline.assert_exactly_once()
+    if across:
+        assert len(windows_of(lines)) >= 2, "the writes did not span two windows"
+        assert_in_their_windows(lines)
     pipeline.assert_lake_verifies()
 
 
@@ -47,35 +66,42 @@ CASES = [["before_manifest:1"], ["after_manifest:1"], ["before_manifest:3"], ["a
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("failpoints", CASES, ids=["+".join(c) for c in CASES])
-def test_manifests_match_after_killed_runs(make_pipeline, failpoints):
+def test_manifests_match_after_killed_runs(make_pipeline, failpoints, mode):
     rng = random.Random(11)
-    pipeline = make_pipeline(**SMALL)
-    kill_runs(pipeline, rng, failpoints)
+    pipeline = pipeline_in_mode(make_pipeline, mode, **SMALL)
+    seq = kill_runs(pipeline, rng, failpoints, change=True)
     write_round(pipeline, rng, inserts=20)
-    pipeline.drain_until_caught_up()
+    for _ in pipeline.drain_until_caught_up():
+        seq = pipeline.assert_position_safe(seq)
     pipeline.assert_exactly_once()
     pipeline.assert_lake_verifies()
 
 
-def test_verify_reports_a_dead_runs_bytes_as_an_uncommitted_tail(make_pipeline):
+@pytest.mark.parametrize("mode", MODES)
+def test_verify_reports_a_dead_runs_bytes_as_an_uncommitted_tail(make_pipeline, mode):
     from shared.verify import verify
 
-    pipeline = make_pipeline(**SMALL)
+    pipeline = pipeline_in_mode(make_pipeline, mode, **SMALL)
     write_round(pipeline, random.Random(5), inserts=30)
     result = pipeline.drain(failpoint="after_flush:3")
     assert result.killed, result.describe()
     audit = verify(pipeline.settings())
     assert audit.ok and audit.uncommitted, audit.summary()
     assert {f.kind for f in audit.uncommitted} == {"uncommitted_tail"}
+    seq = pipeline.assert_position_safe()
+    change_documents(pipeline)
     pipeline.expire_lease()
-    pipeline.drain_until_caught_up()
+    for _ in pipeline.drain_until_caught_up():
+        seq = pipeline.assert_position_safe(seq)
     pipeline.assert_exactly_once()
     pipeline.assert_lake_verifies()
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_killed_publishers_temporary_files_are_removed_once_older_than_the_run_lease(make_pipeline,
-                                                                                      monkeypatch):
+                                                                                      monkeypatch, mode):
     """A publisher killed between the upload of a temporary file and its rename leaves the file under
     ``_manifests/_tmp/<pipeline>/``. A later run of the pipeline removes it once it is older than the
     run lease (no live run can still rename it), and leaves younger ones and other pipelines' alone."""
@@ -83,7 +109,7 @@ def test_a_killed_publishers_temporary_files_are_removed_once_older_than_the_run
 
     from shared import layout, publisher
 
-    pipeline = make_pipeline(**SMALL)
+    pipeline = pipeline_in_mode(make_pipeline, mode, **SMALL)
     rng = random.Random(9)
     write_round(pipeline, rng, inserts=5)
     assert pipeline.drain().outcome == "caught_up"
