@@ -90,12 +90,18 @@ def placement() -> tuple[set[int], set[int]] | None:
 
 def pin(pid: int, cpus: set[int]) -> None:
     """``pid``, each of its threads and its child processes, on ``cpus``."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
-        children = task / "children"
-        if children.exists():
-            for child in children.read_text().split():
-                pin(int(child), cpus)
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return  # ended meanwhile
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+            children = (task / "children").read_text().split()
+        except (ProcessLookupError, FileNotFoundError):
+            continue  # a thread (or process) that ended meanwhile
+        for child in children:
+            pin(int(child), cpus)
 
 
 PLACEMENT = placement()
@@ -375,7 +381,7 @@ def bench_snapshot(stack, args, tmp_path: Path, log) -> dict:
     rates = {n: r["docs"] / r["seconds"] for n, r in best.items()}
     lines = [f"snapshot: {args.snapshot_docs:,} documents of ~1 KB in one collection",
              f"  plain find() (decoded)            {rates['find']:>10,.0f} docs/s",
-             f"  find() sorted by _id, raw BSON    {rates['find_sorted']:>10,.0f} docs/s   "
+             f"  find() by the _id index, raw BSON {rates['find_sorted']:>10,.0f} docs/s   "
              f"{rates['find_sorted'] / rates['find']:.2f}x find()",
              f"  SNAPSHOT=initial copy             {rates['copy']:>10,.0f} docs/s   "
              f"{rates['copy'] / rates['find']:.2f}x find()   {rates['copy'] / rates['find_sorted']:.2f}x sorted   "

@@ -1,8 +1,14 @@
 """Durable state for ``--data-dir``: one SQLite database (standard library) in that folder.
 
 The store stays the source of truth in memory; after each change it writes the touched file
-systems and paths here (write-through, one row per path), and loads everything at start-up.
-Calls arrive under the store's lock, so one connection is shared.
+systems and paths here (write-through), and loads everything at start-up. Calls arrive under the
+store's lock, so one connection is shared.
+
+A path's row holds its properties; its content is kept as blocks (``blocks``: committed bytes from
+an offset) and its uncommitted appends as rows of their own (``pending``), so that an append or a
+flush writes what it adds, not the whole file again: a file written in appends costs its size once,
+not once per append. A path whose content changed otherwise (replaced, or bytes rewritten) is
+written whole again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ CREATE TABLE IF NOT EXISTS deleted_filesystems (
     name TEXT NOT NULL, version TEXT NOT NULL, record BLOB NOT NULL, PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    fs TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (fs, path, offset)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    fs TEXT NOT NULL, path TEXT NOT NULL, n INTEGER NOT NULL, position INTEGER NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (fs, path, n)
+);
 """
 
 
@@ -50,6 +64,9 @@ def _deleted_path_from(blob: bytes) -> dict:
     return entry
 
 
+_NO_APPENDS = pickle.dumps([], protocol=4)
+
+
 class SqlitePersistence:
     def __init__(self, data_dir: str | Path) -> None:
         path = Path(data_dir)
@@ -60,16 +77,27 @@ class SqlitePersistence:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # what is written of each path: (its content object, bytes in blocks, its uncommitted list, rows)
+        self._saved: dict[tuple[str, str], tuple[bytearray, int, list, int]] = {}
 
     def load(self) -> dict[str, FileSystem]:
         with self._lock:
             out: dict[str, FileSystem] = {}
             for name, meta in self._db.execute("SELECT name, meta FROM filesystems"):
                 out[name] = FileSystem.from_meta(json.loads(meta))
+            blocks: dict[tuple[str, str], list[bytes]] = {}
+            for fs, path, block in self._db.execute("SELECT fs, path, bytes FROM blocks ORDER BY fs, path, offset"):
+                blocks.setdefault((fs, path), []).append(block)
+            pending: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+            for fs, path, position, block in self._db.execute(
+                    "SELECT fs, path, position, bytes FROM pending ORDER BY fs, path, n"):
+                pending.setdefault((fs, path), []).append((position, block))
             for fs, path, meta, data, unc in self._db.execute(
                     "SELECT fs, path, meta, data, uncommitted FROM paths"):
                 if fs in out:
-                    out[fs].nodes[path] = Node.from_record(json.loads(meta), data, pickle.loads(unc))
+                    key = (fs, path)
+                    out[fs].nodes[path] = Node.from_record(json.loads(meta), data + b"".join(blocks.get(key, ())),
+                                                           pickle.loads(unc) + pending.get(key, []))
             for fs, record in self._db.execute("SELECT fs, record FROM deleted_paths ORDER BY fs, deletion_id"):
                 if fs in out:
                     out[fs].deleted.append(_deleted_path_from(record))
@@ -127,22 +155,61 @@ class SqlitePersistence:
 
     def delete_filesystem(self, name: str) -> None:
         with self._lock:
+            for key in [k for k in self._saved if k[0] == name]:
+                del self._saved[key]
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM paths WHERE fs = ?", (name,))
+            self._db.execute("DELETE FROM blocks WHERE fs = ?", (name,))
+            self._db.execute("DELETE FROM pending WHERE fs = ?", (name,))
             self._db.execute("DELETE FROM deleted_paths WHERE fs = ?", (name,))
             self._db.execute("DELETE FROM filesystems WHERE name = ?", (name,))
             self._db.execute("COMMIT")
 
     def save_node(self, fs: str, path: str, node: Node) -> None:
-        meta, data, unc = node.to_record()
+        """The path's properties, and what its content and uncommitted appends gained since the last
+        save (everything when they changed otherwise)."""
+        meta = node.to_record(content=False)[0]
+        key = (fs, path)
+        data, unc = node.data, node.uncommitted
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO paths (fs, path, meta, data, uncommitted) VALUES (?, ?, ?, ?, ?)",
-                (fs, path, json.dumps(meta), data, pickle.dumps(unc, protocol=4)))
+            saved = self._saved.get(key)
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                db.execute("INSERT OR REPLACE INTO paths (fs, path, meta, data, uncommitted) VALUES (?, ?, ?, ?, ?)",
+                           (fs, path, json.dumps(meta), b"", _NO_APPENDS))
+                if saved is not None and saved[0] is data and len(data) >= saved[1]:
+                    written = saved[1]  # the same content, grown at its end (see Store._commit)
+                else:
+                    db.execute("DELETE FROM blocks WHERE fs = ? AND path = ?", key)
+                    written = 0
+                if len(data) > written:
+                    db.execute("INSERT INTO blocks (fs, path, offset, bytes) VALUES (?, ?, ?, ?)",
+                               (fs, path, written, bytes(memoryview(data)[written:])))
+                if saved is not None and saved[2] is unc and len(unc) >= saved[3]:
+                    rows = saved[3]
+                else:
+                    db.execute("DELETE FROM pending WHERE fs = ? AND path = ?", key)
+                    rows = 0
+                for n in range(rows, len(unc)):
+                    position, block = unc[n]
+                    db.execute("INSERT INTO pending (fs, path, n, position, bytes) VALUES (?, ?, ?, ?, ?)",
+                               (fs, path, n, position, block))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._saved.pop(key, None)
+                raise
+            self._saved[key] = (data, len(data), unc, len(unc))
 
     def delete_node(self, fs: str, path: str) -> None:
         with self._lock:
+            self._saved.pop((fs, path), None)
+            self._db.execute("BEGIN")
             self._db.execute("DELETE FROM paths WHERE fs = ? AND path = ?", (fs, path))
+            self._db.execute("DELETE FROM blocks WHERE fs = ? AND path = ?", (fs, path))
+            self._db.execute("DELETE FROM pending WHERE fs = ? AND path = ?", (fs, path))
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

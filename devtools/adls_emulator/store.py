@@ -270,7 +270,8 @@ class Node:
         self.etag = new_etag()
         self.last_modified = time.time()
 
-    def to_record(self) -> tuple[dict[str, Any], bytes, list[tuple[int, bytes]]]:
+    def to_record(self, content: bool = True) -> tuple[dict[str, Any], bytes, list[tuple[int, bytes]]]:
+        """(properties, content, uncommitted appends); ``content=False``: the properties only."""
         meta = {
             "kind": self.kind, "etag": self.etag, "last_modified": self.last_modified,
             "created": self.created, "metadata": self.metadata, "http_headers": self.http_headers,
@@ -278,6 +279,8 @@ class Node:
             "group": self.group, "lease": self.lease.to_dict(), "encryption": self.encryption,
             "expiry": self.expiry, "tags": self.tags,
         }
+        if not content:
+            return meta, b"", []
         return meta, bytes(self.data), list(self.uncommitted)
 
     @classmethod
@@ -855,6 +858,10 @@ class Store:
         if reach < position:
             raise error(400, "InvalidFlushPosition")
         new = node.data
+        if any(seg_pos < committed for seg_pos, _ in node.uncommitted):
+            # committed bytes rewritten: new content (the persistence then writes it whole again;
+            # content that only grows at its end is written by what it gained)
+            new = node.data = bytearray(new)
         zeros = bytes(min(position - committed, 1 << 20))
         while len(new) < position:
             new.extend(zeros[:position - len(new)])

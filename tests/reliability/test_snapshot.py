@@ -314,11 +314,14 @@ MIXED_IDS = [MinKey(), None, -5, 2.5, Int64(3), Decimal128("3.5"), 7, "", "a", "
              bson.datetime_ms.DatetimeMS(5), bson.Timestamp(1, 1), MaxKey()]
 
 
-def test_mixed_id_types_are_copied_in_bson_order(make_pipeline):
+@pytest.mark.parametrize("chunk", ["1", "2", "3"])
+def test_mixed_id_types_are_copied_in_bson_order(make_pipeline, chunk):
     """One collection with ``_id`` of every kind: ``$gt`` compares within one type only, so a chunk at
     the end of a type goes on with the later types; none is skipped, none twice. SecantusDB sorts
-    them as mongod does (the order of ``MIXED_IDS``)."""
-    pipeline = _pipeline(make_pipeline, SNAPSHOT_CHUNK_DOCS="2", JSON_MODE="canonical")
+    them as mongod does (the order of ``MIXED_IDS``); its ``_id`` index walk, which the copy uses,
+    does not for document ``_id``s, which the copy reads sorted. Chunks of 1, 2 and 3 documents end
+    at every place: in a bracket, at its end, on either side of the documents' bracket."""
+    pipeline = _pipeline(make_pipeline, SNAPSHOT_CHUNK_DOCS=chunk, JSON_MODE="canonical")
     coll = pipeline.collection("m")
     coll.insert_many([{"_id": value, "i": i} for i, value in enumerate(MIXED_IDS)])
     server_order = [d["i"] for d in coll.find().sort("_id", 1)]

@@ -1,15 +1,21 @@
 """Snapshot decisions without a server: chunk windows, progress, row keys, BSON order (pure)."""
 
+import contextlib
 import functools
 import json
 
 import bson
 import pytest
 from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
+from bson.raw_bson import RawBSONDocument
+from pymongo.errors import OperationFailure
 
 from shared.encode import LineEncoder
 from shared.intent import Intent, Numbering, line_key
 from shared.snapshot import (
+    CollectionCopy,
+    Scan,
+    id_rank,
     Progress,
     RowBuilder,
     Window,
@@ -162,3 +168,89 @@ def test_the_range_stays_open_until_the_copy_has_read_past_durable_rows():
     assert numbering.assign("snap:1:5", (11, 1)) is None  # the failed run's row: skipped
     numbering.release(lambda copy, text: int(text) > 5)
     assert not numbering.replaying and numbering.assign("x", (12, 1)) == 5
+
+
+class _Server:
+    """A collection's ``find`` in ``_id`` order: sorted in BSON order, or by an index walk that orders
+    document ``_id``s otherwise (as SecantusDB's does), or (``indexed=False``) refusing the hint."""
+
+    def __init__(self, ids, indexed=True):
+        self.ids = sorted(ids, key=functools.cmp_to_key(compare_ids))
+        self.indexed = indexed
+        self.queries = []
+
+    @contextlib.contextmanager
+    def _errors(self, doing):
+        yield
+
+    def _cursor(self, copy, query, batch, hinted):
+        self.queries.append((query, hinted))
+        if hinted and not self.indexed:
+            def refused():
+                raise OperationFailure("hint provided does not correspond to an existing index", code=2)
+                yield
+            return _Cursor(refused())
+        ids = list(self.ids)
+        if hinted:  # the documents' bracket in another order than BSON comparison's
+            documents = [i for i, value in enumerate(ids) if isinstance(value, dict)]
+            if documents:
+                ids[documents[0]:documents[-1] + 1] = reversed(ids[documents[0]:documents[-1] + 1])
+        return _Cursor(RawBSONDocument(bson.encode({"_id": value})) for value in ids if _matches(value, query))
+
+
+class _Cursor:
+    def __init__(self, it):
+        self._it = iter(it)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def close(self):
+        pass
+
+
+def _matches(value, query):
+    if not query:
+        return True
+    cond = query["_id"]
+    element = id_element(bson.encode({"_id": value}))
+    if "$type" in cond:
+        return element[0] in {_TYPE_CODES[alias] for alias in cond["$type"]}
+    bound = id_element(bson.encode({"_id": cond["$gt"]}))
+    return id_rank(element) == id_rank(bound) and compare_ids(value, cond["$gt"]) > 0
+
+
+_TYPE_CODES = {"null": 0x0A, "undefined": 0x06, "double": 0x01, "int": 0x10, "long": 0x12, "decimal": 0x13,
+               "string": 0x02, "symbol": 0x0E, "object": 0x03, "array": 0x04, "binData": 0x05, "objectId": 0x07,
+               "bool": 0x08, "date": 0x09, "timestamp": 0x11, "regex": 0x0B, "dbPointer": 0x0C,
+               "javascript": 0x0D, "javascriptWithScope": 0x0F, "maxKey": 0x7F, "minKey": 0xFF}
+
+
+SCAN_IDS = [None, -1, 2.5, "a", "b", {"a": 1, "b": 2}, {"a": 2}, {"b": 0}, ObjectId("0" * 24), True, MaxKey()]
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["index_walk", "no_index"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 100])
+def test_a_scan_reads_every_id_once_in_bson_order(chunk, indexed):
+    """Chunks resumed from their stored ``after`` (a new scan each time) and chunks of one scan give
+    every ``_id`` once, in BSON order: the index walk for every bracket but the documents', which are
+    read sorted; a collection without an ``_id`` index to walk is read sorted."""
+    expected = [bson.encode({"_id": value}) for value in sorted(SCAN_IDS, key=functools.cmp_to_key(compare_ids))]
+    for resume in (False, True):
+        server = _Server(SCAN_IDS, indexed)
+        copy = CollectionCopy(1, "shop", "orders", "initial")
+        got, done = [], False
+        scan = Scan(server, copy, (1, 1))
+        while not done:
+            if resume:
+                scan = Scan(server, copy, (1, 1))
+            docs, after, done = scan.next_chunk(chunk, 1 << 20)
+            got += docs
+            copy.after = after or copy.after
+        assert got == expected
+        if indexed:
+            assert any(hinted for _, hinted in server.queries)
+            assert all(not hinted for query, hinted in server.queries if query.get("_id", {}).get("$type") == ["object"])
