@@ -773,6 +773,7 @@ class Copier:
         self.window: Window | None = None
         self.scan: Scan | None = None
         self.rows_written = 0
+        self.passed_high: tuple[int, int] | None = None  # the latest high the stream is known to have passed
         self.run_copies: dict[int, CollectionCopy] = {}  # copies this run worked on (for the report)
 
     @property
@@ -867,9 +868,25 @@ class Copier:
                             "since": bson.Timestamp(since[0], since[1])}}
         return end_key(window.copy), bson.encode(doc)
 
+    def stream_reached(self, window: Window, token_cluster: tuple[int, int] | None) -> bool:
+        """Whether the stream is known to have read every event up to the chunk's ``high``: its
+        position is there, or an earlier chunk's wait showed it passed a ``high`` as late (a quiet
+        server's cluster time moves with its own periodic writes, which a post-batch token need not
+        show: chunks that share a ``high`` wait once, not each)."""
+        return window.reached(token_cluster) or (self.passed_high is not None and window.high <= self.passed_high)
+
+    def stream_passed(self, window: Window, token_cluster: tuple[int, int] | None) -> bool:
+        """``Window.passed`` (one more read of the stream was taken), remembering the ``high`` passed."""
+        if not (self.stream_reached(window, token_cluster) or window.passed(token_cluster)):
+            return False
+        if self.passed_high is None or window.high > self.passed_high:
+            self.passed_high = window.high
+        return True
+
     def discard(self) -> None:
         """The chunk is not written (the run ends, or the stream restarts): it is read again later."""
         self.window = None
+        self.passed_high = None  # a restarted stream shows nothing of what the old one passed
         self.close_scan()
 
     def close_scan(self) -> None:

@@ -14,6 +14,7 @@ from shared.encode import LineEncoder
 from shared.intent import Intent, Numbering, line_key
 from shared.snapshot import (
     CollectionCopy,
+    Copier,
     Replies,
     Scan,
     id_rank,
@@ -314,3 +315,23 @@ def test_a_raw_batch_cut_inside_a_document_is_refused():
     assert split_documents(doc + doc) == [doc, doc]
     with pytest.raises(ValueError, match="cut inside a document"):
         split_documents(doc + doc[:-2])
+
+
+def test_chunks_sharing_a_high_the_stream_passed_wait_once():
+    """A quiet server's cluster time moves with its own writes, which a post-batch token need not
+    show: the first chunk at that ``high`` takes two empty reads, a later chunk at the same or an
+    earlier ``high`` none; a later ``high`` waits again, and so does every chunk after the stream
+    restarts (``discard``)."""
+    copier = Copier(Progress(), None, time.monotonic, lambda db, coll: True, 10, 1 << 20)
+    token = (10, 1)
+    first = _window([{"_id": 1}], low=(10, 1), high=(12, 1))
+    assert not copier.stream_reached(first, token)
+    assert not copier.stream_passed(first, token)
+    assert copier.stream_passed(first, token)
+    for high in ((12, 1), (11, 5)):
+        assert copier.stream_reached(_window([{"_id": 2}], low=(10, 1), high=high), token)
+    later = _window([{"_id": 3}], low=(10, 1), high=(14, 1))
+    assert not copier.stream_reached(later, token)
+    assert copier.stream_reached(later, (14, 1))  # the stream's own position
+    copier.discard()
+    assert not copier.stream_reached(_window([{"_id": 4}], low=(10, 1), high=(12, 1)), token)
