@@ -413,7 +413,7 @@ class _DrainRun:
             return False
         window = copier.window
         if window is not None:
-            if not window.passed(source.token_cluster()):
+            if not copier.stream_passed(window, source.token_cluster()):
                 return True
             self._write_chunk(window)
             if self.batch.bytes >= self.seal_at or self.batch.full:
@@ -429,7 +429,7 @@ class _DrainRun:
             self.chunk_files = self._chunk_files(window)
             if not self._room_for_chunk() and self.batch.file_count:
                 self._commit(source)  # the chunk's rows, and an event after them, go in the next batch
-            if not window.reached(source.token_cluster()):
+            if not copier.stream_reached(window, source.token_cluster()):
                 return True  # written meanwhile: read the stream up to the chunk's high watermark
             # nothing was written since the stream's position: the rows go now, and the next chunk
             self._write_chunk(window)

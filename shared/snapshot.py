@@ -29,7 +29,9 @@ This module decides; ``ChunkReader`` is its only I/O (``find`` and ``ping`` on M
 from __future__ import annotations
 
 import json
+import queue
 import struct
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -541,7 +543,8 @@ class ChunkReader:
         index walk for a sorted range would otherwise not do (SecantusDB sorts the whole collection in
         memory, 1.6x as long as the walk). Not for document ``_id``s (see ``Scan``)."""
         options = {"hint": [("_id", 1)]} if hinted else {}
-        return self._client[copy.db][copy.coll].find(query, sort=[("_id", 1)], batch_size=batch, **options)
+        return self._client[copy.db][copy.coll].find_raw_batches(query, sort=[("_id", 1)], batch_size=batch,
+                                                                 **options)
 
     def estimate(self, db: str, coll: str) -> int | None:
         try:
@@ -613,8 +616,11 @@ class Scan:
             if later and rank != 1:  # after MinKey, $gt already reaches every type
                 self._queries.append(({"_id": {"$type": later}}, True))
         self._copy = copy
-        self._cursor = None
+        self._cursor: Replies | None = None
+        self._query: dict = {}
         self._hinted = False
+        self._docs: list[bytes] = []  # the documents of the reply being taken
+        self._taken = 0
         self.done = False
 
     def fits(self, copy: CollectionCopy, now: float) -> bool:
@@ -628,39 +634,42 @@ class Scan:
         new ``after``, whether the collection has no more)."""
         docs: list[bytes] = []
         size = 0
-        # the server's batches: whole chunks, within the 16 MiB a reply holds anyway
-        batch = max(1, min(limit, 16 * 1024 * 1024 // 1100))
+        # the server's replies: about a chunk each (see Replies)
+        batch = max(1, min(limit, max_bytes // 1100))
         with self.reader._errors(f"reading a snapshot chunk of {self.ns[0]}.{self.ns[1]}"):
             while len(docs) < limit and size < max_bytes:
-                if self._cursor is None:
-                    if not self._queries:
-                        self.done = True
-                        break
-                    query, self._hinted = self._queries.pop(0)
-                    self._cursor = self.reader._cursor(self._copy, query, batch, self._hinted)
-                try:
-                    doc = next(self._cursor, None)
-                except OperationFailure as exc:
-                    if not (self._hinted and _no_such_index(exc)):
-                        raise
-                    # no _id index to walk (a clustered collection on an older server): sorted reads
-                    self._cursor = None
-                    self._queries.insert(0, (query, False))
+                if self._taken >= len(self._docs):
+                    if self._cursor is None:
+                        if not self._queries:
+                            self.done = True
+                            break
+                        self._query, self._hinted = self._queries.pop(0)
+                        self._cursor = Replies(self.reader._cursor(self._copy, self._query, batch, self._hinted),
+                                               limit, max_bytes)
+                    try:
+                        reply = self._cursor.take()
+                    except OperationFailure as exc:
+                        if not (self._hinted and _no_such_index(exc)):
+                            raise
+                        # no _id index to walk (a clustered collection on an older server): sorted reads
+                        self._end_cursor()
+                        self._queries.insert(0, (self._query, False))
+                        continue
+                    if reply is None:
+                        self._end_cursor()
+                        continue
+                    self._docs, self._taken = reply, 0
                     continue
-                if doc is None:
-                    self._cursor.close()
-                    self._cursor = None
-                    continue
-                raw = doc.raw
+                raw = self._docs[self._taken]
                 if self._hinted and (raw[4] if raw[5:9] == b"_id\x00" else id_element(raw)[0]) == 0x03:
                     # the index walk reached the documents' bracket, whose order only a sort gives
                     # (SecantusDB's index orders document _ids unlike BSON comparison): that
                     # bracket sorted, then the brackets after it walked again
-                    self._cursor.close()
-                    self._cursor = None
+                    self._end_cursor()
                     self._queries = [({"_id": {"$type": _ALIASES[_DOCUMENTS]}}, False),
                                      ({"_id": {"$type": types_after(_DOCUMENTS)}}, True)]
                     continue
+                self._taken += 1
                 docs.append(raw)
                 size += len(raw)
         after = None
@@ -670,11 +679,82 @@ class Scan:
             self.after = after
         return docs, after, self.done
 
-    def close(self) -> None:
-        self.done = True
+    def _end_cursor(self) -> None:
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
+        self._docs, self._taken = [], 0
+
+    def close(self) -> None:
+        self.done = True
+        self._end_cursor()
+
+
+def split_documents(reply: bytes) -> list[bytes]:
+    """The documents of a raw batch (BSON documents one after another)."""
+    out, pos, end = [], 0, len(reply)
+    while pos < end:
+        size = int.from_bytes(reply[pos:pos + 4], "little")
+        if size < 5 or pos + size > end:
+            raise ValueError(f"a raw batch cut inside a document at byte {pos}")
+        out.append(reply[pos:pos + size])
+        pos += size
+    return out
+
+
+class Replies:
+    """A cursor's raw replies, read one ahead in a thread: the server prepares the next chunk's
+    documents while the run writes this one's rows (the copy's reads and its writes overlap).
+
+    Its memory: the reply being taken, one waiting and one being received, each about a chunk
+    (``limit`` documents, ``max_bytes``): after each reply the next is asked for as many documents
+    as fit ``max_bytes`` at that reply's average size. Errors come to ``take`` in order. Only the
+    thread uses the cursor until ``close``, which waits for a read in flight, then closes it."""
+
+    def __init__(self, cursor, limit: int, max_bytes: int) -> None:
+        self._cursor = cursor
+        self._limit, self._max_bytes = limit, max_bytes
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshot-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for reply in self._cursor:
+                docs = split_documents(reply)
+                self._size_next(len(reply), len(docs))
+                if not self._put(("reply", docs)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, in order
+            self._put(("error", exc))
+
+    def _size_next(self, size: int, count: int) -> None:
+        if count and hasattr(self._cursor, "_batch_size"):
+            average = max(1, size // count)
+            self._cursor._batch_size = max(1, min(self._limit, self._max_bytes // average))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def take(self) -> list[bytes] | None:
+        """The next reply's raw documents; None at the cursor's end."""
+        kind, value = self._queue.get()
+        if kind == "error":
+            raise value
+        return value if kind == "reply" else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._cursor.close()
 
 
 # -- the copier: one run's snapshot work, for the drain --------------------------------------------
@@ -693,6 +773,7 @@ class Copier:
         self.window: Window | None = None
         self.scan: Scan | None = None
         self.rows_written = 0
+        self.passed_high: tuple[int, int] | None = None  # the latest high the stream is known to have passed
         self.run_copies: dict[int, CollectionCopy] = {}  # copies this run worked on (for the report)
 
     @property
@@ -787,9 +868,25 @@ class Copier:
                             "since": bson.Timestamp(since[0], since[1])}}
         return end_key(window.copy), bson.encode(doc)
 
+    def stream_reached(self, window: Window, token_cluster: tuple[int, int] | None) -> bool:
+        """Whether the stream is known to have read every event up to the chunk's ``high``: its
+        position is there, or an earlier chunk's wait showed it passed a ``high`` as late (a quiet
+        server's cluster time moves with its own periodic writes, which a post-batch token need not
+        show: chunks that share a ``high`` wait once, not each)."""
+        return window.reached(token_cluster) or (self.passed_high is not None and window.high <= self.passed_high)
+
+    def stream_passed(self, window: Window, token_cluster: tuple[int, int] | None) -> bool:
+        """``Window.passed`` (one more read of the stream was taken), remembering the ``high`` passed."""
+        if not (self.stream_reached(window, token_cluster) or window.passed(token_cluster)):
+            return False
+        if self.passed_high is None or window.high > self.passed_high:
+            self.passed_high = window.high
+        return True
+
     def discard(self) -> None:
         """The chunk is not written (the run ends, or the stream restarts): it is read again later."""
         self.window = None
+        self.passed_high = None  # a restarted stream shows nothing of what the old one passed
         self.close_scan()
 
     def close_scan(self) -> None:

@@ -3,17 +3,19 @@
 import contextlib
 import functools
 import json
+import time
 
 import bson
 import pytest
 from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
-from bson.raw_bson import RawBSONDocument
 from pymongo.errors import OperationFailure
 
 from shared.encode import LineEncoder
 from shared.intent import Intent, Numbering, line_key
 from shared.snapshot import (
     CollectionCopy,
+    Copier,
+    Replies,
     Scan,
     id_rank,
     Progress,
@@ -25,6 +27,7 @@ from shared.snapshot import (
     id_element,
     id_text,
     row_key,
+    split_documents,
     token_cluster,
     types_after,
 )
@@ -195,7 +198,9 @@ class _Server:
             documents = [i for i, value in enumerate(ids) if isinstance(value, dict)]
             if documents:
                 ids[documents[0]:documents[-1] + 1] = reversed(ids[documents[0]:documents[-1] + 1])
-        return _Cursor(RawBSONDocument(bson.encode({"_id": value})) for value in ids if _matches(value, query))
+        docs = [bson.encode({"_id": value}) for value in ids if _matches(value, query)]
+        # raw batches (documents one after another) of ``batch`` documents, as find_raw_batches gives
+        return _Cursor(b"".join(docs[i:i + batch]) for i in range(0, len(docs), batch))
 
 
 class _Cursor:
@@ -254,3 +259,79 @@ def test_a_scan_reads_every_id_once_in_bson_order(chunk, indexed):
         if indexed:
             assert any(hinted for _, hinted in server.queries)
             assert all(not hinted for query, hinted in server.queries if query.get("_id", {}).get("$type") == ["object"])
+
+
+class _RawCursor:
+    """A raw-batch cursor: the replies given, then (optionally) an error; records closing and the
+    batch size asked for before each reply after the first."""
+
+    def __init__(self, replies, error=None):
+        self._replies, self._error = list(replies), error
+        self._batch_size = 1000
+        self.asked, self.closed = [], False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._replies:
+            self.asked.append(self._batch_size)
+            return self._replies.pop(0)
+        if self._error is not None:
+            raise self._error
+        raise StopIteration
+
+    def close(self):
+        self.closed = True
+
+
+def test_replies_come_in_order_then_the_error_then_nothing_more():
+    docs = [bson.encode({"_id": i, "pad": "x" * 100}) for i in range(6)]
+    cursor = _RawCursor([b"".join(docs[:4]), b"".join(docs[4:])],
+                        error=OperationFailure("cursor killed", code=237))
+    replies = Replies(cursor, limit=1000, max_bytes=250)
+    assert replies.take() == docs[:4]
+    assert replies.take() == docs[4:]
+    with pytest.raises(OperationFailure):
+        replies.take()
+    replies.close()
+    assert cursor.closed
+    # after the first reply (~120-byte documents) the next asks for what fits 250 bytes
+    assert cursor.asked[1] == 250 // len(docs[0])
+
+
+def test_replies_closed_while_one_waits_end_at_once():
+    docs = [bson.encode({"_id": i}) for i in range(3)]
+    cursor = _RawCursor([d for d in docs])  # three replies: one taken, one waiting, one held back
+    replies = Replies(cursor, limit=10, max_bytes=1 << 20)
+    assert replies.take() == docs[:1]
+    started = time.monotonic()
+    replies.close()
+    assert time.monotonic() - started < 5 and cursor.closed
+
+
+def test_a_raw_batch_cut_inside_a_document_is_refused():
+    doc = bson.encode({"_id": 1})
+    assert split_documents(doc + doc) == [doc, doc]
+    with pytest.raises(ValueError, match="cut inside a document"):
+        split_documents(doc + doc[:-2])
+
+
+def test_chunks_sharing_a_high_the_stream_passed_wait_once():
+    """A quiet server's cluster time moves with its own writes, which a post-batch token need not
+    show: the first chunk at that ``high`` takes two empty reads, a later chunk at the same or an
+    earlier ``high`` none; a later ``high`` waits again, and so does every chunk after the stream
+    restarts (``discard``)."""
+    copier = Copier(Progress(), None, time.monotonic, lambda db, coll: True, 10, 1 << 20)
+    token = (10, 1)
+    first = _window([{"_id": 1}], low=(10, 1), high=(12, 1))
+    assert not copier.stream_reached(first, token)
+    assert not copier.stream_passed(first, token)
+    assert copier.stream_passed(first, token)
+    for high in ((12, 1), (11, 5)):
+        assert copier.stream_reached(_window([{"_id": 2}], low=(10, 1), high=high), token)
+    later = _window([{"_id": 3}], low=(10, 1), high=(14, 1))
+    assert not copier.stream_reached(later, token)
+    assert copier.stream_reached(later, (14, 1))  # the stream's own position
+    copier.discard()
+    assert not copier.stream_reached(_window([{"_id": 4}], low=(10, 1), high=(12, 1)), token)
