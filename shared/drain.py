@@ -116,6 +116,7 @@ class _DrainRun:
         self._source, self._lake, self._store = source, lake, store
         self.exception: BaseException | None = None
         self.committer: Committer | None = None  # once this run holds the lease
+        self.copier: snapshot.Copier | None = None  # the run's snapshot work (see _drain)
         self.scope = settings.scope  # read for every event
 
     def run(self) -> RunReport:
@@ -146,6 +147,8 @@ class _DrainRun:
                 finally:
                     lease.stop()
             finally:
+                if self.copier is not None:
+                    self.copier.close_scan()  # its read-ahead thread ends before the client closes
                 source.close()
         except LeaseHeldError as exc:
             self.report.outcome = "skipped"

@@ -32,6 +32,7 @@ import json
 import queue
 import struct
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -711,6 +712,8 @@ class Replies:
     as fit ``max_bytes`` at that reply's average size. Errors come to ``take`` in order. Only the
     thread uses the cursor until ``close``, which waits for a read in flight, then closes it."""
 
+    ABANDONED_SECONDS = 600.0  # longer than a scan lives (Scan.MAX_SCAN_SECONDS)
+
     def __init__(self, cursor, limit: int, max_bytes: int) -> None:
         self._cursor = cursor
         self._limit, self._max_bytes = limit, max_bytes
@@ -736,7 +739,10 @@ class Replies:
             self._cursor._batch_size = max(1, min(self._limit, self._max_bytes // average))
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
+        """Hand ``item`` over; False once closed, or when nothing was taken for ``ABANDONED_SECONDS``
+        (a consumer gone without ``close``: the thread ends rather than wait for ever)."""
+        given_up = time.monotonic() + self.ABANDONED_SECONDS
+        while not self._stop.is_set() and time.monotonic() < given_up:
             try:
                 self._queue.put(item, timeout=0.1)
                 return True

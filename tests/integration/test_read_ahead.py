@@ -86,3 +86,34 @@ def test_a_quiet_read_waits_the_time_the_consumer_asks_for(stack_env, fresh_db_n
             ahead.close()
     finally:
         client.close()
+
+
+def test_a_run_failing_while_it_copies_ends_the_copy_s_read_ahead(pipeline, mongo_client):
+    """A run that fails between two snapshot chunks, while its scan has server replies read ahead,
+    leaves no read-ahead thread behind (a Functions worker runs one run after another)."""
+    import threading
+
+    from shared.drain import run_drain
+    from shared.settings import Settings
+    from shared.source import ChangeSource
+
+    db = pipeline.dbs[0]
+    mongo_client[db]["items"].insert_many([{"i": i, "pad": "x" * 200} for i in range(3000)])
+    env = {**pipeline.env, "MONGO_DB": db, "MONGO_PIPELINE": "[]", "SNAPSHOT": "initial",
+           "MONGO_FULL_DOC": "updateLookup", "SNAPSHOT_CHUNK_DOCS": "100"}
+    settings = Settings.from_env(env)
+
+    class FailingBetweenChunks(ChangeSource):
+        asked = 0
+
+        def token_cluster(self):
+            FailingBetweenChunks.asked += 1
+            if FailingBetweenChunks.asked > 3:
+                raise RuntimeError("the stream's position could not be read")
+            return super().token_cluster()
+
+    report = run_drain(settings, env=env, source=FailingBetweenChunks(settings))
+    assert report.outcome == "failed" and "could not be read" in report.error["message"], report.error
+    assert report.snapshot is None or all(c["finished"] is None for c in report.snapshot)
+    left = [t for t in threading.enumerate() if t.name == "snapshot-read-ahead" and t.is_alive()]
+    assert not left

@@ -335,3 +335,15 @@ def test_chunks_sharing_a_high_the_stream_passed_wait_once():
     assert copier.stream_reached(later, (14, 1))  # the stream's own position
     copier.discard()
     assert not copier.stream_reached(_window([{"_id": 4}], low=(10, 1), high=(12, 1)), token)
+
+
+def test_replies_nobody_takes_end_their_thread():
+    """A consumer gone without ``close`` (it never takes again): the thread gives up instead of
+    holding its reply for ever."""
+
+    class Soon(Replies):
+        ABANDONED_SECONDS = 0.3
+
+    replies = Soon(_RawCursor([bson.encode({"_id": i}) for i in range(3)]), limit=10, max_bytes=1 << 20)
+    replies._thread.join(10)
+    assert not replies._thread.is_alive()
