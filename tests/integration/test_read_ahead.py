@@ -112,8 +112,9 @@ def test_a_run_failing_while_it_copies_ends_the_copy_s_read_ahead(pipeline, mong
                 raise RuntimeError("the stream's position could not be read")
             return super().token_cluster()
 
+    before = set(threading.enumerate())
     report = run_drain(settings, env=env, source=FailingBetweenChunks(settings))
     assert report.outcome == "failed" and "could not be read" in report.error["message"], report.error
     assert report.snapshot is None or all(c["finished"] is None for c in report.snapshot)
-    left = [t for t in threading.enumerate() if t.name == "snapshot-read-ahead" and t.is_alive()]
+    left = [t for t in set(threading.enumerate()) - before if t.name == "snapshot-read-ahead" and t.is_alive()]
     assert not left

@@ -251,10 +251,12 @@ def test_a_scan_reads_every_id_once_in_bson_order(chunk, indexed):
         scan = Scan(server, copy, (1, 1))
         while not done:
             if resume:
+                scan.close()
                 scan = Scan(server, copy, (1, 1))
             docs, after, done = scan.next_chunk(chunk, 1 << 20)
             got += docs
             copy.after = after or copy.after
+        scan.close()
         assert got == expected
         if indexed:
             assert any(hinted for _, hinted in server.queries)
